@@ -1,0 +1,1 @@
+"""Key derivation, key wrapping and authenticated encryption. No image code here."""

@@ -1,0 +1,223 @@
+"""Whole-file encryption in authenticated blocks, with random-access reads and writes.
+
+Used for every file that is not (yet) a protected image: non-image files, images that
+wait for the workers, and images the selective path could not handle. The layout
+follows gocryptfs's content encryption: 4 KiB plaintext blocks, each sealed with
+AES-256-GCM under a per-file key, the block index bound as associated data so blocks
+cannot be moved. Unlike gocryptfs, the plaintext size lives in a MAC'd header, so a
+backing file cut at a block boundary is detected instead of read as a shorter file.
+
+Layout (all integers big-endian):
+
+    header (48 bytes): b"SISAB" | version u8 | flags u8 | 0 u8 | file_id (16) | size u64 |
+                       HMAC-SHA256(header[0:32])[:16]
+    slot i at 48 + i * 4124: nonce (12) | ciphertext (<= 4096) | tag (16)
+
+A slot made only of zero bytes is a hole and reads as zeros (sparse files, as in
+gocryptfs). A slot that lies past the end of the backing file but inside the header's
+size means the file was truncated behind our back: that is an authentication failure.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+import struct
+from dataclasses import dataclass
+from hashlib import sha256
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from sisafs.crypto.errors import AuthenticationFailed
+from sisafs.crypto.keys import PURPOSE_BLOCK, subkey
+
+MAGIC = b"SISAB"
+VERSION = 1
+HEADER_SIZE = 48
+BLOCK = 4096
+OVERHEAD = 28
+SLOT = BLOCK + OVERHEAD
+
+FLAG_PENDING = 0x01  # an image waiting for the worker pool
+FLAG_FAILED = 0x02  # an image the pool could not protect; kept encrypted whole
+
+_HEAD = struct.Struct(">5sBBB16sQ")  # 32 bytes, MAC'd
+
+
+@dataclass(frozen=True)
+class BlockKeys:
+    """The two vault-wide keys a block file needs."""
+
+    content: bytes  # HKDF(master, PURPOSE_BLOCK); per-file keys derive from it
+    header_mac: bytes
+
+
+def is_block_file(head: bytes) -> bool:
+    return head[:5] == MAGIC
+
+
+class BlockFile:
+    """An open encrypted file, addressed in plaintext offsets.
+
+    Writes order their syscalls so that a crash between any two leaves a file that
+    reads as either the old or the new content of the bytes being written: blocks are
+    written before the header grows the size, and the header shrinks it before blocks
+    are cut.
+    """
+
+    def __init__(self, fd: int, keys: BlockKeys, file_id: bytes, size: int, flags: int):
+        self.fd = fd
+        self.keys = keys
+        self.file_id = file_id
+        self.size = size
+        self.flags = flags
+        self._aead = AESGCM(subkey(keys.content, PURPOSE_BLOCK, salt=file_id))
+
+    # -- header -------------------------------------------------------------------
+    @classmethod
+    def create(cls, fd: int, keys: BlockKeys, flags: int = 0) -> BlockFile:
+        """Turn an empty (or to-be-emptied) backing file into an empty encrypted file."""
+        bf = cls(fd, keys, os.urandom(16), 0, flags)
+        os.ftruncate(fd, 0)
+        bf._write_header()
+        return bf
+
+    @classmethod
+    def open(cls, fd: int, keys: BlockKeys) -> BlockFile:
+        size, flags, file_id = read_header(os.pread(fd, HEADER_SIZE, 0), keys)
+        return cls(fd, keys, file_id, size, flags)
+
+    def _write_header(self) -> None:
+        os.pwrite(self.fd, pack_header(self.keys, self.file_id, self.size, self.flags), 0)
+
+    def set_flags(self, flags: int) -> None:
+        self.flags = flags
+        self._write_header()
+
+    # -- blocks -------------------------------------------------------------------
+    def _aad(self, index: int) -> bytes:
+        return self.file_id + index.to_bytes(8, "big")
+
+    def _seal(self, index: int, plain: bytes) -> bytes:
+        nonce = os.urandom(12)
+        return nonce + self._aead.encrypt(nonce, plain, self._aad(index))
+
+    def _open_slot(self, index: int, slot: bytes) -> bytes:
+        if not slot.strip(b"\0"):
+            return b""  # hole; caller pads with zeros
+        if len(slot) <= OVERHEAD:
+            raise AuthenticationFailed(f"block {index}: truncated")
+        try:
+            return self._aead.decrypt(slot[:12], slot[12:], self._aad(index))
+        except InvalidTag:
+            raise AuthenticationFailed(f"block {index}: authentication failed") from None
+
+    def _block_len(self, index: int, size: int) -> int:
+        return max(0, min(BLOCK, size - index * BLOCK))
+
+    def _read_blocks(self, first: int, last: int, size: int) -> list[bytes]:
+        """Plaintext of blocks first..last (inclusive), each padded to its length."""
+        start = HEADER_SIZE + first * SLOT
+        raw = os.pread(self.fd, (last - first + 1) * SLOT, start)
+        out = []
+        for i in range(first, last + 1):
+            want = self._block_len(i, size)
+            off = (i - first) * SLOT
+            slot = raw[off : off + SLOT]
+            if want and not slot:
+                raise AuthenticationFailed(f"block {i}: missing (backing file truncated)")
+            plain = self._open_slot(i, slot) if slot else b""
+            out.append(plain[:want].ljust(want, b"\0"))
+        return out
+
+    def read(self, offset: int, length: int) -> bytes:
+        end = min(self.size, offset + length)
+        if offset >= end:
+            return b""
+        first, last = offset // BLOCK, (end - 1) // BLOCK
+        data = b"".join(self._read_blocks(first, last, self.size))
+        return data[offset - first * BLOCK : end - first * BLOCK]
+
+    def read_all(self) -> bytes:
+        return self.read(0, self.size)
+
+    def write(self, offset: int, data: bytes) -> int:
+        if not data:
+            return 0
+        end = offset + len(data)
+        new_size = max(self.size, end)
+        if offset > self.size:
+            self._pad_tail(new_size)
+        first, last = offset // BLOCK, (end - 1) // BLOCK
+        # Read-modify-write only the partial blocks at either edge.
+        head_keep = offset - first * BLOCK
+        old_first = self._read_blocks(first, first, self.size)[0] if head_keep else b""
+        tail_old = b""
+        if end % BLOCK and last * BLOCK < self.size:
+            tail_old = self._read_blocks(last, last, self.size)[0]
+        buf = bytearray(old_first[:head_keep].ljust(head_keep, b"\0"))
+        buf += data
+        tail_end = self._block_len(last, new_size) + last * BLOCK
+        if end < tail_end:
+            buf += tail_old[end - last * BLOCK : tail_end - last * BLOCK].ljust(
+                tail_end - end, b"\0")
+        sealed = []
+        for i in range(first, last + 1):
+            chunk = bytes(buf[(i - first) * BLOCK : (i - first + 1) * BLOCK])
+            sealed.append(self._seal(i, chunk))
+        os.pwrite(self.fd, b"".join(sealed), HEADER_SIZE + first * SLOT)
+        if new_size != self.size:
+            self.size = new_size
+            self._write_header()
+        return len(data)
+
+    def _pad_tail(self, new_size: int) -> None:
+        """Before growing, make the old partial last block a full one (zero-padded)."""
+        last = (self.size - 1) // BLOCK if self.size else -1
+        if last >= 0 and self.size % BLOCK:
+            plain = self._read_blocks(last, last, self.size)[0]
+            want = self._block_len(last, new_size)
+            os.pwrite(self.fd, self._seal(last, plain.ljust(want, b"\0")),
+                      HEADER_SIZE + last * SLOT)
+
+    def truncate(self, new_size: int) -> None:
+        if new_size == self.size:
+            return
+        if new_size > self.size:
+            self._pad_tail(new_size)
+            os.ftruncate(self.fd, max(os.fstat(self.fd).st_size, backing_size(new_size)))
+            self.size = new_size
+            self._write_header()
+            return
+        old = self.size
+        self.size = new_size
+        self._write_header()
+        if new_size % BLOCK:
+            last = new_size // BLOCK
+            plain = self._read_blocks(last, last, old)[0][: new_size % BLOCK]
+            os.pwrite(self.fd, self._seal(last, plain), HEADER_SIZE + last * SLOT)
+        os.ftruncate(self.fd, backing_size(new_size))
+
+
+def backing_size(plain_size: int) -> int:
+    full, rest = divmod(plain_size, BLOCK)
+    return HEADER_SIZE + full * SLOT + (rest + OVERHEAD if rest else 0)
+
+
+def pack_header(keys: BlockKeys, file_id: bytes, size: int, flags: int) -> bytes:
+    head = _HEAD.pack(MAGIC, VERSION, flags, 0, file_id, size)
+    return head + hmac.new(keys.header_mac, head, sha256).digest()[:16]
+
+
+def read_header(raw: bytes, keys: BlockKeys) -> tuple[int, int, bytes]:
+    """(size, flags, file_id) of a block file header; raises if it does not verify."""
+    if len(raw) < HEADER_SIZE or raw[:5] != MAGIC:
+        raise AuthenticationFailed("not a sisafs block file (bad magic or short header)")
+    magic, version, flags, _, file_id, size = _HEAD.unpack(raw[:32])
+    if version != VERSION:
+        raise AuthenticationFailed(f"block file version {version} is not supported")
+    want = hmac.new(keys.header_mac, raw[:32], sha256).digest()[:16]
+    if not hmac.compare_digest(want, raw[32:48]):
+        raise AuthenticationFailed("block file header failed authentication")
+    return size, flags, file_id

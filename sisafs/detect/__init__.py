@@ -1,0 +1,1 @@
+"""Detectors of sensitive regions (faces, people and objects, text) behind one interface."""

@@ -1,0 +1,182 @@
+"""The codec seam: `protect(bytes, regions, look, key)` and `restore(bytes, key)`.
+
+This module chooses a path per file and guarantees the one promise the vault makes:
+whatever path ran, `restore(protect(x)) == x`, checked at protect time. The selective
+codecs (DCT-domain JPEG, row-spliced PNG) are tried first; if one declines or its
+restore does not verify, the pixel-domain fallback runs, which keeps the whole original
+in the record. `Protected.path` and the record header say which ran.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+from sisafs.crypto.keys import PURPOSE_NOISE, subkey
+from sisafs.formats import jpeg_container, png_container, record
+from sisafs.formats.errors import FormatError, RecordError, UnsupportedImage
+from sisafs.formats.fallback import protect_pixels
+from sisafs.regions import Region
+
+log = logging.getLogger(__name__)
+
+_CONTAINERS = {"jpeg": jpeg_container, "png": png_container}
+_FORMAT_CODES = {"jpeg": record.FORMAT_JPEG, "png": record.FORMAT_PNG}
+_SELECTIVE_MODULES = {"jpeg": "sisafs.formats.jpeg_selective",
+                      "png": "sisafs.formats.png_selective"}
+
+
+@dataclass
+class Protected:
+    data: bytes
+    format: str
+    path: str  # "selective" or "fallback"
+    record_bytes: int
+    regions: list[dict] = field(default_factory=list)
+    reason: str = ""  # why the selective path did not run, when it did not
+
+
+def sniff(head: bytes) -> str | None:
+    """"jpeg" or "png" by magic bytes (never by file name), else None."""
+    if jpeg_container.is_jpeg(head):
+        return "jpeg"
+    if png_container.is_png(head):
+        return "png"
+    return None
+
+
+def _selective(fmt: str):
+    try:
+        return importlib.import_module(_SELECTIVE_MODULES[fmt])
+    except ImportError:
+        return None
+
+
+def _manifest(regions: Sequence[Region], look: str) -> dict:
+    return {"regions": [{"label": r.label, "box": [int(v) for v in r.box],
+                         "score": round(float(r.score), 3), "look": look} for r in regions]}
+
+
+def protect(data: bytes, regions: Sequence[Region], look: str, image_key: bytes,
+            *, allow_selective: bool = True) -> Protected:
+    """The public image with an embedded restore record; raises UnsupportedImage when
+    the input cannot be protected as an image at all (the caller stores it encrypted)."""
+    fmt = sniff(data[:16])
+    if fmt is None:
+        raise UnsupportedImage("not a JPEG or PNG")
+    container = _CONTAINERS[fmt]
+    existing, _ = container.split_record(data) if _has_record_marker(data, fmt) else (None, b"")
+    file_id = os.urandom(16)
+    manifest = _manifest(regions, look)
+    reason = "selective codec not available"
+    module = _selective(fmt) if allow_selective else None
+    if module is not None and existing is None:
+        try:
+            public, payload = module.protect(data, regions, look, image_key, file_id)
+            out = _seal(public, payload, image_key, fmt, record.PATH_SELECTIVE, data,
+                        file_id, manifest)
+            if _verifies(out, data, image_key):
+                return Protected(out, fmt, "selective", len(out) - len(public),
+                                 manifest["regions"])
+            reason = "selective restore did not verify"
+            log.warning("selective %s restore did not verify; using fallback", fmt)
+        except FormatError as e:
+            reason = str(e)
+    elif existing is not None:
+        reason = "input already carries a restore record"
+    public = protect_pixels(data, fmt, regions, look,
+                            subkey(image_key, PURPOSE_NOISE, salt=file_id))
+    out = _seal(public, data, image_key, fmt, record.PATH_FALLBACK, data, file_id, manifest)
+    if not _verifies(out, data, image_key):
+        raise UnsupportedImage("fallback restore did not verify")
+    return Protected(out, fmt, "fallback", len(out) - len(public), manifest["regions"], reason)
+
+
+def _has_record_marker(data: bytes, fmt: str) -> bool:
+    try:
+        return _CONTAINERS[fmt].split_record(data)[0] is not None
+    except FormatError:
+        return False
+
+
+def _seal(public: bytes, payload: bytes, key: bytes, fmt: str, path: int, original: bytes,
+          file_id: bytes, manifest: dict) -> bytes:
+    blob = record.seal(payload, key, path=path, fmt=_FORMAT_CODES[fmt],
+                       original_size=len(original), public_without_record=public,
+                       file_id=file_id, manifest=manifest)
+    return _CONTAINERS[fmt].embed_record(public, blob)
+
+
+def _verifies(protected: bytes, original: bytes, key: bytes) -> bool:
+    try:
+        back = restore(protected, key)
+    except FormatError:
+        return False
+    return hashlib.sha256(back).digest() == hashlib.sha256(original).digest()
+
+
+def split(data: bytes) -> tuple[str, bytes, bytes]:
+    """(format, record blob, public bytes without the record); RecordError if none."""
+    fmt = sniff(data[:16])
+    if fmt is None:
+        raise RecordError("not a protected image (unknown format)")
+    try:
+        blob, public = _CONTAINERS[fmt].split_record(data)
+    except UnsupportedImage as e:
+        raise RecordError(f"protected image is damaged: {e}") from None
+    if blob is None:
+        raise RecordError("no restore record in this image")
+    return fmt, blob, public
+
+
+def restore(data: bytes, image_key: bytes) -> bytes:
+    """The original bytes, or RecordError if anything does not authenticate."""
+    fmt, blob, public = split(data)
+    header, payload = record.open_(blob, image_key, public)
+    if header.path == record.PATH_FALLBACK:
+        original = payload
+    elif header.path == record.PATH_SELECTIVE:
+        module = _selective(fmt)
+        if module is None:
+            raise RecordError(f"this build cannot restore selective {fmt} records")
+        try:
+            original = module.restore(public, payload, image_key, header.file_id)
+        except FormatError as e:
+            raise RecordError(f"selective restore failed: {e}") from None
+    else:
+        raise RecordError(f"unknown protection path {header.path}")
+    if len(original) != header.original_size:
+        raise RecordError("restored size does not match the record")
+    return original
+
+
+def read_header(f: BinaryIO) -> record.RecordHeader | None:
+    """The clear record header of an open backing file, or None if it has none.
+
+    Reads only segment headers: this is what `getattr` calls for every listed file.
+    """
+    f.seek(0)
+    fmt = sniff(f.read(16))
+    if fmt is None:
+        return None
+    raw = _CONTAINERS[fmt].read_record_header(f, record.HEADER_SIZE)
+    if raw is None:
+        return None
+    try:
+        return record.parse_header(raw)
+    except RecordError:
+        return None
+
+
+def inspect(data: bytes) -> dict:
+    """What `sisafs inspect` prints: no secrets, no key needed."""
+    fmt, blob, _ = split(data)
+    header = record.parse_header(blob)
+    return {"format": fmt, "path": header.path_name, "record_bytes": len(blob),
+            "original_size": header.original_size, "record_version": header.version,
+            "regions": (header.manifest or {}).get("regions", [])}
