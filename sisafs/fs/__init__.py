@@ -1,0 +1,1 @@
+"""The FUSE side: syscall translation (operations), inode bookkeeping, the mount loop."""

@@ -1,0 +1,360 @@
+"""pyfuse3 Operations: translate syscalls into calls on the inode table and the vault.
+
+Nothing here knows about encryption or images: sizes, opens, reads and writes go to
+`Vault`; names and inode numbers to `InodeTable`. What is not a regular file's content
+(directories, symlinks, modes, owners, times) passes through to the backing directory,
+so it stays browsable.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import stat
+
+import pyfuse3
+from pyfuse3 import EntryAttributes, FileInfo, FUSEError, RequestContext
+
+from sisafs.fs.errors import translate
+from sisafs.fs.inodes import ROOT, InodeTable
+from sisafs.fs.xattrs import XattrStore
+from sisafs.vault.layout import CONTROL_NAME, is_hidden
+from sisafs.vault.openfile import OpenFile
+from sisafs.vault.vault import Vault
+
+CONTROL_INO = 1 << 62
+STATUS_XATTR = b"user.sisafs.status"
+DRAIN_XATTR = b"user.sisafs.drain"
+TIMEOUT = 1.0
+
+
+class Operations(pyfuse3.Operations):
+    enable_writeback_cache = False
+
+    def __init__(self, vault: Vault, owner_uid: int, control: object):
+        super().__init__()
+        self.vault = vault
+        self.inodes = InodeTable(vault.root)
+        self.xattrs = XattrStore(vault.keys)
+        self.owner_uid = owner_uid
+        self.control = control  # has async drain() and status() -> dict
+        self._handles: dict[int, tuple[OpenFile, bool]] = {}
+        self._dirs: dict[int, list[str]] = {}
+        self._next_fh = 1
+        vault.resolve = self._resolve
+        vault.pin = self.inodes.pin
+        vault.unpin = self.inodes.unpin
+        vault.rebind = self.inodes.rebind
+
+    # -- helpers ------------------------------------------------------------------
+    def _resolve(self, ino: int) -> str | None:
+        try:
+            return self.inodes.path(ino)
+        except KeyError:
+            return None
+
+    def _name(self, parent: int, name: bytes) -> str:
+        n = os.fsdecode(name)
+        if is_hidden(n, parent == ROOT):
+            raise FUSEError(errno.EPERM)
+        return n
+
+    def _attrs(self, ino: int, st: os.stat_result, path: str) -> EntryAttributes:
+        a = EntryAttributes()
+        a.st_ino = ino
+        a.generation = 0
+        a.entry_timeout = a.attr_timeout = TIMEOUT
+        a.st_mode, a.st_nlink = st.st_mode, st.st_nlink
+        a.st_uid, a.st_gid, a.st_rdev = st.st_uid, st.st_gid, st.st_rdev
+        a.st_size = self.vault.plain_size(ino, path, st) if stat.S_ISREG(st.st_mode) \
+            else st.st_size
+        a.st_blksize = 4096
+        a.st_blocks = st.st_blocks
+        a.st_atime_ns, a.st_mtime_ns, a.st_ctime_ns = st.st_atime_ns, st.st_mtime_ns, st.st_ctime_ns
+        return a
+
+    def _control_attrs(self) -> EntryAttributes:
+        a = EntryAttributes()
+        a.st_ino = CONTROL_INO
+        a.st_mode = stat.S_IFREG | 0o444
+        a.st_nlink = 1
+        a.st_uid = self.owner_uid
+        a.entry_timeout = a.attr_timeout = 0
+        return a
+
+    def _entry(self, parent: int, name: str) -> EntryAttributes:
+        path = self.inodes.child_path(parent, name)
+        st = os.lstat(path)
+        ino = self.inodes.remember(parent, name, st)
+        return self._attrs(ino, st, path)
+
+    def _set_owner(self, path: str, ctx: RequestContext) -> None:
+        if os.geteuid() == 0:
+            os.lchown(path, ctx.uid, ctx.gid)
+
+    # -- names --------------------------------------------------------------------
+    @translate
+    async def lookup(self, parent_inode, name, ctx):
+        n = os.fsdecode(name)
+        if parent_inode == ROOT and n == CONTROL_NAME:
+            return self._control_attrs()
+        if is_hidden(n, parent_inode == ROOT):
+            raise FUSEError(errno.ENOENT)
+        if n == ".":
+            return await self.getattr(parent_inode, ctx)
+        return self._entry(parent_inode, n)
+
+    @translate
+    async def forget(self, inode_list):
+        for ino, n in inode_list:
+            self.inodes.forget(ino, n)
+            if ino not in self.inodes:
+                self.vault.forget(ino)
+
+    @translate
+    async def getattr(self, inode, ctx=None):
+        if inode == CONTROL_INO:
+            return self._control_attrs()
+        path = self.inodes.path(inode)
+        return self._attrs(inode, os.lstat(path), path)
+
+    @translate
+    async def setattr(self, inode, attr, fields, fh, ctx):
+        if inode == CONTROL_INO:
+            raise FUSEError(errno.EPERM)
+        path = self.inodes.path(inode)
+        if fields.update_size:
+            if fh is not None and fh in self._handles:
+                self.vault.truncate_open(self._handles[fh][0], attr.st_size)
+            else:
+                self.vault.truncate_path(inode, path, attr.st_size)
+        if fields.update_mode:
+            os.chmod(path, stat.S_IMODE(attr.st_mode))
+        if fields.update_uid or fields.update_gid:
+            os.lchown(path, attr.st_uid if fields.update_uid else -1,
+                      attr.st_gid if fields.update_gid else -1)
+        if fields.update_atime or fields.update_mtime:
+            st = os.lstat(path)
+            os.utime(path, ns=(attr.st_atime_ns if fields.update_atime else st.st_atime_ns,
+                               attr.st_mtime_ns if fields.update_mtime else st.st_mtime_ns),
+                     follow_symlinks=False)
+        return await self.getattr(inode, ctx)
+
+    @translate
+    async def readlink(self, inode, ctx):
+        return os.fsencode(os.readlink(self.inodes.path(inode)))
+
+    @translate
+    async def mkdir(self, parent_inode, name, mode, ctx):
+        n = self._name(parent_inode, name)
+        path = self.inodes.child_path(parent_inode, n)
+        os.mkdir(path, mode & ~ctx.umask)
+        self._set_owner(path, ctx)
+        return self._entry(parent_inode, n)
+
+    @translate
+    async def symlink(self, parent_inode, name, target, ctx):
+        n = self._name(parent_inode, name)
+        path = self.inodes.child_path(parent_inode, n)
+        os.symlink(os.fsdecode(target), path)
+        self._set_owner(path, ctx)
+        return self._entry(parent_inode, n)
+
+    @translate
+    async def mknod(self, parent_inode, name, mode, rdev, ctx):
+        n = self._name(parent_inode, name)
+        path = self.inodes.child_path(parent_inode, n)
+        os.mknod(path, mode & ~ctx.umask, rdev)  # an empty regular file reads as empty
+        self._set_owner(path, ctx)
+        return self._entry(parent_inode, n)
+
+    @translate
+    async def link(self, inode, new_parent_inode, new_name, ctx):
+        n = self._name(new_parent_inode, new_name)
+        path = self.inodes.child_path(new_parent_inode, n)
+        os.link(self.inodes.path(inode), path, follow_symlinks=False)
+        return self._entry(new_parent_inode, n)
+
+    @translate
+    async def unlink(self, parent_inode, name, ctx):
+        n = self._name(parent_inode, name)
+        path = self.inodes.child_path(parent_inode, n)
+        ino = self.inodes.ino_of_backing(os.lstat(path))
+        os.unlink(path)
+        self.inodes.unlinked(parent_inode, n, ino)
+
+    @translate
+    async def rmdir(self, parent_inode, name, ctx):
+        n = self._name(parent_inode, name)
+        path = self.inodes.child_path(parent_inode, n)
+        ino = self.inodes.ino_of_backing(os.lstat(path))
+        os.rmdir(path)
+        self.inodes.unlinked(parent_inode, n, ino)
+
+    @translate
+    async def rename(self, parent_inode_old, name_old, parent_inode_new, name_new, flags, ctx):
+        old_n = self._name(parent_inode_old, name_old)
+        new_n = self._name(parent_inode_new, name_new)
+        old = self.inodes.child_path(parent_inode_old, old_n)
+        new = self.inodes.child_path(parent_inode_new, new_n)
+        if flags & pyfuse3.RENAME_EXCHANGE:
+            raise FUSEError(errno.EINVAL)
+        st = os.lstat(old)
+        try:
+            victim_st = os.lstat(new)
+        except FileNotFoundError:
+            victim_st = None
+        if victim_st is not None and flags & pyfuse3.RENAME_NOREPLACE:
+            raise FUSEError(errno.EEXIST)
+        os.rename(old, new)
+        if victim_st is not None and not os.path.samestat(st, victim_st):
+            self.inodes.unlinked(parent_inode_new, new_n, self.inodes.ino_of_backing(victim_st))
+        ino = self.inodes.ino_of_backing(st)
+        if ino is not None:
+            self.inodes.renamed(ino, (parent_inode_old, old_n), (parent_inode_new, new_n))
+        if self.vault.queue is not None:
+            self.vault.queue.renamed(os.path.relpath(old, self.vault.root),
+                                     os.path.relpath(new, self.vault.root))
+
+    # -- directories --------------------------------------------------------------
+    @translate
+    async def opendir(self, inode, ctx):
+        path = self.inodes.path(inode)
+        names = sorted(e for e in os.listdir(path) if not is_hidden(e, inode == ROOT))
+        fh = self._next_fh
+        self._next_fh += 1
+        self._dirs[fh] = [inode, names]
+        return fh
+
+    @translate
+    async def readdir(self, fh, start_id, token):
+        inode, names = self._dirs[fh]
+        path = self.inodes.path(inode)
+        for i in range(start_id, len(names)):
+            name = names[i]
+            child = os.path.join(path, name)
+            try:
+                st = os.lstat(child)
+            except FileNotFoundError:
+                continue
+            ino = self.inodes.remember(inode, name, st, lookups=0)
+            if not pyfuse3.readdir_reply(token, os.fsencode(name),
+                                         self._attrs(ino, st, child), i + 1):
+                self.inodes.forget(ino, 0)
+                return
+            self.inodes.remember(inode, name, st, lookups=1)
+
+    @translate
+    async def releasedir(self, fh):
+        self._dirs.pop(fh, None)
+
+    @translate
+    async def fsyncdir(self, fh, datasync):
+        inode, _ = self._dirs[fh]
+        fd = os.open(self.inodes.path(inode), os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    # -- files --------------------------------------------------------------------
+    def _new_fh(self, of: OpenFile, write: bool) -> int:
+        fh = self._next_fh
+        self._next_fh += 1
+        self._handles[fh] = (of, write)
+        return fh
+
+    @translate
+    async def open(self, inode, flags, ctx):
+        if inode == CONTROL_INO:
+            return FileInfo(fh=0)
+        write = (flags & os.O_ACCMODE) != os.O_RDONLY
+        of = self.vault.open(inode, self.inodes.path(inode), write, bool(flags & os.O_TRUNC))
+        return FileInfo(fh=self._new_fh(of, write))
+
+    @translate
+    async def create(self, parent_inode, name, mode, flags, ctx):
+        n = self._name(parent_inode, name)
+        path = self.inodes.child_path(parent_inode, n)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
+                     stat.S_IMODE(mode) & ~ctx.umask)
+        try:
+            self._set_owner(path, ctx)
+            st = os.fstat(fd)
+            ino = self.inodes.remember(parent_inode, n, st)
+        except BaseException:
+            os.close(fd)
+            raise
+        of = self.vault.adopt_created(ino, fd)
+        return FileInfo(fh=self._new_fh(of, True)), self._attrs(ino, os.fstat(fd), path)
+
+    @translate
+    async def read(self, fh, off, size):
+        if fh == 0:
+            return b""
+        return self._handles[fh][0].read(off, size)
+
+    @translate
+    async def write(self, fh, off, buf):
+        of, write = self._handles[fh]
+        if not write:
+            raise FUSEError(errno.EBADF)
+        return self.vault.write(of, off, buf)
+
+    @translate
+    async def flush(self, fh):
+        pass
+
+    @translate
+    async def fsync(self, fh, datasync):
+        if fh:
+            self.vault.fsync(self._handles[fh][0])
+
+    @translate
+    async def release(self, fh):
+        if fh == 0:
+            return
+        of, write = self._handles.pop(fh)
+        self.vault.release(of, write)
+
+    # -- misc ---------------------------------------------------------------------
+    @translate
+    async def statfs(self, ctx):
+        s = os.statvfs(self.vault.root)
+        out = pyfuse3.StatvfsData()
+        for attr in ("f_bsize", "f_frsize", "f_blocks", "f_bfree", "f_bavail", "f_files",
+                     "f_ffree", "f_favail", "f_namemax"):
+            setattr(out, attr, getattr(s, attr))
+        return out
+
+    @translate
+    async def getxattr(self, inode, name, ctx):
+        if inode == CONTROL_INO:
+            if name == STATUS_XATTR:
+                return json.dumps(self.control.status()).encode()
+            raise FUSEError(pyfuse3.ENOATTR)
+        return self.xattrs.get(self.inodes.path(inode), name)
+
+    @translate
+    async def setxattr(self, inode, name, value, ctx):
+        if inode == CONTROL_INO:
+            if ctx.uid not in (0, self.owner_uid):
+                raise FUSEError(errno.EACCES)
+            if name == DRAIN_XATTR:
+                await self.control.drain()
+                return
+            raise FUSEError(errno.EINVAL)
+        self.xattrs.set(self.inodes.path(inode), name, value)
+
+    @translate
+    async def listxattr(self, inode, ctx):
+        if inode == CONTROL_INO:
+            return [STATUS_XATTR]
+        return self.xattrs.list(self.inodes.path(inode))
+
+    @translate
+    async def removexattr(self, inode, name, ctx):
+        if inode == CONTROL_INO:
+            raise FUSEError(errno.EPERM)
+        self.xattrs.remove(self.inodes.path(inode), name)

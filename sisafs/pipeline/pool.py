@@ -1,0 +1,64 @@
+"""A pool of worker processes that survives a worker crashing.
+
+concurrent.futures marks the whole pool broken when one process dies (a segfault in a
+native decoder, the OOM killer); the pool is then rebuilt and the job that was running
+is retried once in a fresh process before it is declared failed, so one poisonous photo
+cannot stop the others.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import threading
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+
+from sisafs.pipeline.worker import JobResult, WorkerConfig, init_worker, protect_image
+
+log = logging.getLogger(__name__)
+
+
+class WorkerCrashed(Exception):
+    """The worker process died while protecting this image, twice."""
+
+
+class WorkerPool:
+    def __init__(self, config: WorkerConfig, workers: int):
+        self.config = config
+        self.workers = max(1, workers)
+        self._lock = threading.Lock()
+        self._executor: ProcessPoolExecutor | None = None
+        self.restarts = 0
+
+    def _get(self) -> ProcessPoolExecutor:
+        with self._lock:
+            if self._executor is None:
+                self._executor = ProcessPoolExecutor(
+                    self.workers, mp_context=multiprocessing.get_context("spawn"),
+                    initializer=init_worker, initargs=(self.config,))
+            return self._executor
+
+    def _reset(self, broken: ProcessPoolExecutor) -> None:
+        with self._lock:
+            if self._executor is broken:
+                self._executor = None
+                self.restarts += 1
+                broken.shutdown(wait=False, cancel_futures=True)
+
+    def protect(self, data: bytes) -> JobResult:
+        """Blocking: run one job in a worker process (call from a thread)."""
+        for attempt in (1, 2):
+            ex = self._get()
+            try:
+                return ex.submit(protect_image, data).result()
+            except BrokenProcessPool:
+                log.warning("a worker process died (attempt %d); restarting the pool", attempt)
+                self._reset(ex)
+        raise WorkerCrashed("the worker process crashed on this image twice")
+
+    def shutdown(self) -> None:
+        with self._lock:
+            ex, self._executor = self._executor, None
+        if ex is not None:
+            ex.shutdown(wait=True, cancel_futures=True)
