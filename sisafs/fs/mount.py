@@ -30,6 +30,7 @@ from sisafs.pipeline.worker import WorkerConfig
 from sisafs.vault.config import VaultConfig
 from sisafs.vault.keys import VaultKeys
 from sisafs.vault.layout import DIRTY_MARKER, PEOPLE_FILE, PRIVATE_DIR
+from sisafs.vault.store import syncfs
 from sisafs.vault.vault import Vault
 
 log = logging.getLogger("sisafs")
@@ -78,7 +79,7 @@ class Control:
 
     async def drain(self) -> None:
         await self.queue.drain()
-        await trio.to_thread.run_sync(os.sync)
+        await trio.to_thread.run_sync(syncfs, self.vault.root)
 
     def status(self) -> dict:
         return {"pid": os.getpid(), "vault": str(self.opts.vault),
@@ -157,7 +158,7 @@ async def _main(ops: Operations, vault: Vault, queue: JobQueue, root: str,
         pyfuse3.close(unmount=True)
         log.info("kernel released the mount; draining %d queued jobs", queue.depth)
         await queue.drain()
-        await trio.to_thread.run_sync(os.sync)
+        await trio.to_thread.run_sync(syncfs, root)
         nursery.cancel_scope.cancel()
 
 

@@ -164,6 +164,20 @@ def _copy_meta(src: str, fd: int, like: os.stat_result) -> None:
     os.utime(fd, ns=(like.st_atime_ns, like.st_mtime_ns))
 
 
+def syncfs(path: str) -> None:
+    """Flush the backing filesystem only. Never os.sync() in the daemon: sync(2) also
+    syncs the FUSE mount this very process serves."""
+    import ctypes
+
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        if ctypes.CDLL(None, use_errno=True).syncfs(fd) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err))
+    finally:
+        os.close(fd)
+
+
 def fsync_dir(path: str) -> None:
     dfd = os.open(path or ".", os.O_RDONLY | os.O_DIRECTORY)
     try:
