@@ -4,8 +4,12 @@ pyproject.toml holds all metadata; this file only lists extension modules, which
 setuptools cannot declare in pyproject.toml yet.
 """
 
-from setuptools import setup
+from setuptools import Extension, setup
 
-EXT_MODULES: list = []
+EXT_MODULES: list = [
+    # Huffman entropy codec of the selective JPEG path (sisafs/formats/jpeg_selective.py).
+    Extension("sisafs.formats._jpegcodec", ["sisafs/formats/_jpeg/entropy.c"],
+              extra_compile_args=["-O2", "-std=c99", "-Wall", "-Wextra", "-Wno-unused-parameter"]),
+]
 
 setup(ext_modules=EXT_MODULES)

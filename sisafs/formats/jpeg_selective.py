@@ -1,0 +1,377 @@
+"""Selective JPEG protection: alter quantised DCT coefficients, restore by splicing bytes.
+
+Protect decodes every scan once (C entropy codec), alters the blocks of the MCUs the
+regions touch (`jpeg_looks`), and re-encodes only short *spans* of MCUs: from the first
+altered MCU of a run through one unaltered MCU after it (which re-synchronises the DC
+predictors). The new bits are sized so that the bits after a span sit at the same bit
+phase as in the original (a spare +-1 coefficient in an altered block adds the missing
+bits), so every byte after the span is the original byte. A span that reaches the end of
+a restart interval or scan simply ends there. Metadata is filtered by `jpeg_privacy`.
+
+The public file therefore differs from the original in a few byte ranges only, and the
+payload lists them: restore is a splice of original bytes into the public file, at
+memcpy speed, with nothing decoded or re-encoded. That also makes restore exact by
+construction, whatever rules the original encoder followed.
+
+Payload format, version 1 (big-endian):
+
+    b"SJPS" | version u8 = 1 | flags u8 = 0 | edit count u32 | original size u64 |
+    public size u64 | edits
+
+    edit: public offset u64 | public length u32 | original length u32 | original bytes
+
+Edits are sorted and do not overlap; the public bytes between them are original bytes.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+
+import numpy as np
+
+from sisafs.crypto.keys import PURPOSE_NOISE, subkey
+from sisafs.formats import _jpegcodec, jpeg_looks
+from sisafs.formats.errors import FormatError, RecordError, UnsupportedImage
+from sisafs.formats.jpeg_privacy import public_segment
+from sisafs.formats.jpeg_structure import Layout, Scan, mcu_blocks, parse
+from sisafs.regions import Region
+
+MAGIC = b"SJPS"
+VERSION = 1
+_HEAD = struct.Struct(">4sBBIQQ")
+_EDIT = struct.Struct(">QII")
+# Re-decode the public file at protect time and compare its coefficients with the
+# intended ones: a splice bug must never produce an unreadable public file.
+VERIFY_PUBLIC = True
+
+Edit = tuple[int, int, bytes]  # (original start, original end, public bytes)
+
+
+def protect(data: bytes, regions: Sequence[Region], look: str, image_key: bytes,
+            file_id: bytes) -> tuple[bytes, bytes]:
+    """-> (public JPEG without any restore record, restore payload)."""
+    if look not in jpeg_looks.LOOKS:
+        raise ValueError(f"unknown look {look!r}")
+    try:
+        layout = parse(data)
+        _refuse_records(data, layout)
+        noise_key = subkey(image_key, PURPOSE_NOISE, salt=file_id)
+        pub_coefs, altered = jpeg_looks.apply(layout, regions, look, noise_key)
+        edits = _header_edits(data, layout)
+        for scan in layout.scans:
+            edits += _scan_edits(data, layout, scan, pub_coefs, altered)
+        edits.sort(key=lambda e: e[0])
+        public, payload = _assemble(data, edits)
+        if restore(public, payload, image_key, file_id) != data:
+            raise UnsupportedImage("selective JPEG restore did not reproduce the input")
+        if VERIFY_PUBLIC:
+            _verify_public(public, layout, pub_coefs)
+    except FormatError:
+        raise
+    except (ValueError, LookupError, IndexError, OverflowError, MemoryError) as e:
+        raise UnsupportedImage(f"selective JPEG path failed: {e}") from None
+    return public, payload
+
+
+def restore(public_without_record: bytes, payload: bytes, image_key: bytes,
+            file_id: bytes) -> bytes:
+    """-> the original bytes exactly (RecordError if the payload does not fit)."""
+    pub = public_without_record
+    if len(payload) < _HEAD.size:
+        raise RecordError("JPEG restore payload too short")
+    magic, version, _flags, count, orig_size, pub_size = _HEAD.unpack_from(payload)
+    if magic != MAGIC or version != VERSION:
+        raise RecordError(f"unknown JPEG restore payload (magic {magic!r}, v{version})")
+    if pub_size != len(pub):
+        raise RecordError("JPEG restore payload belongs to another public file")
+    out: list[bytes | memoryview] = []
+    view, pos, cur = memoryview(pub), _HEAD.size, 0
+    for _ in range(count):
+        if pos + _EDIT.size > len(payload):
+            raise RecordError("JPEG restore payload truncated")
+        off, plen, olen = _EDIT.unpack_from(payload, pos)
+        pos += _EDIT.size
+        if off < cur or off + plen > len(pub) or pos + olen > len(payload):
+            raise RecordError("JPEG restore payload is inconsistent")
+        out.append(view[cur:off])
+        out.append(memoryview(payload)[pos : pos + olen])
+        pos += olen
+        cur = off + plen
+    out.append(view[cur:])
+    result = b"".join(out)
+    if pos != len(payload) or len(result) != orig_size:
+        raise RecordError("JPEG restore payload is inconsistent")
+    return result
+
+
+def _refuse_records(data: bytes, layout: Layout) -> None:
+    for seg in layout.segments:
+        if seg.marker == 0xEF and data[seg.start + 4 : seg.start + 8] == b"SISA":
+            raise UnsupportedImage("input already contains a sisafs restore record")
+
+
+def _header_edits(data: bytes, layout: Layout) -> list[Edit]:
+    """Edits that drop or clean metadata segments and any data after EOI."""
+    edits: list[Edit] = []
+    for seg in layout.segments:
+        body = seg.body(data)
+        new = public_segment(seg.marker, body)
+        if new is None:
+            edits.append((seg.start, seg.end, b""))
+        elif new != body:
+            head = bytes([0xFF, seg.marker]) + struct.pack(">H", len(new) + 2)
+            edits.append((seg.start, seg.end, head + new))
+    if layout.eoi + 2 < len(data):
+        edits.append((layout.eoi + 2, len(data), b""))
+    return edits
+
+
+def _assemble(data: bytes, edits: list[Edit]) -> tuple[bytes, bytes]:
+    pub: list[bytes] = []
+    pay = [b""]
+    cur = plen = 0
+    for start, end, new in edits:
+        if start < cur:
+            raise UnsupportedImage("overlapping JPEG edits (internal error)")
+        pub.append(data[cur:start])
+        plen += start - cur
+        pay.append(_EDIT.pack(plen, len(new), end - start) + data[start:end])
+        pub.append(new)
+        plen += len(new)
+        cur = end
+    pub.append(data[cur:])
+    public = b"".join(pub)
+    pay[0] = _HEAD.pack(MAGIC, VERSION, 0, len(edits), len(data), len(public))
+    return public, b"".join(pay)
+
+
+def _scan_altered(layout: Layout, scan: Scan, altered: np.ndarray) -> np.ndarray:
+    """Bool per MCU of this scan, in coding order."""
+    if scan.interleaved:
+        return altered.ravel()
+    c = layout.frame.components[scan.comps[0]]
+    grid = np.repeat(np.repeat(altered, c.v, 0), c.h, 1)
+    return grid[: scan.mcus_y, : scan.mcus_x].ravel()
+
+
+def _spans(flags: np.ndarray, per: int) -> list[tuple[int, int, int]]:
+    """(first MCU, end MCU exclusive, restart interval) of each span to re-encode."""
+    n = len(flags)
+    idx = np.flatnonzero(flags)
+    spans: list[list[int]] = []
+    for m in idx.tolist():
+        iv = m // per
+        if spans and spans[-1][2] == iv and m <= spans[-1][1]:
+            spans[-1][1] = max(spans[-1][1], min(m + 2, (iv + 1) * per, n))
+        else:
+            spans.append([m, min(m + 2, (iv + 1) * per, n), iv])
+    return [(a, e, iv) for a, e, iv in spans]
+
+
+def _scan_edits(data: bytes, layout: Layout, scan: Scan, pub: list[np.ndarray],
+                altered: np.ndarray) -> list[Edit]:
+    flags = _scan_altered(layout, scan, altered)
+    n = len(flags)
+    per = scan.restart or n
+    spans = _spans(flags, per)
+    edits: list[Edit] = []
+    i = 0
+    while i < len(spans):
+        a, e, iv = spans[i]
+        interval_end = min((iv + 1) * per, n)
+        while True:
+            edit, used = _span_edit(data, layout, scan, pub, flags, a, e, interval_end, iv)
+            i += 1
+            # A span that grew to its interval's end, or whose last byte is the first
+            # byte of the next span, swallows the next span.
+            if i < len(spans) and spans[i][2] == iv and (
+                    spans[i][0] < used or int(scan.mcu_pos[spans[i][0]]) >> 3 < edit[1]):
+                e = max(used, spans[i][1])
+                continue
+            break
+        edits.append(edit)
+    return edits
+
+
+def _span_edit(data: bytes, layout: Layout, scan: Scan, pub: list[np.ndarray],
+               flags: np.ndarray, a: int, e: int, interval_end: int, iv: int
+               ) -> tuple[Edit, int]:
+    """The edit that re-encodes MCUs a..e-1, and the end MCU it really covers."""
+    tail = e == interval_end
+    blocks = mcu_blocks(layout.frame, scan, a, e)
+    m_of = [m for m in range(a, e) for _ in range(len(blocks) // (e - a))]
+    coefs = np.stack([pub[k][r, c] for _, k, r, c in blocks]).astype(np.int16)
+    fixed = np.array([not flags[m] for m in m_of], np.uint8)
+    slots = bytes(j for j, *_ in blocks)
+    dcs = tuple(scan.dc_tables[d] for d in scan.dc_ids)
+    acs = tuple(scan.ac_tables[t] for t in scan.ac_ids)
+    preds = tuple(int(p) for p in scan.mcu_preds[a, : len(scan.comps)])
+    start = int(scan.mcu_pos[a])
+    off_s, ph_s = start >> 3, start & 7
+    if not tail:
+        end = int(scan.mcu_pos[e])
+        off_e, ph_e = end >> 3, end & 7
+    _plan_dc(coefs, slots, fixed, dcs, preds)
+    enc = (slots, fixed, dcs, acs, preds)
+    bits, nbits = _encode(coefs, *enc)
+    if not tail and (ph_s + nbits - ph_e) % 8:
+        if _pad_bits(coefs, slots, fixed, dcs, acs, (ph_e - ph_s - nbits) % 8):
+            bits, nbits = _encode(coefs, *enc)
+        else:
+            # No spare coefficient gives the right length: run to the interval's end.
+            return _span_edit(data, layout, scan, pub, flags, a, interval_end,
+                              interval_end, iv)
+    for (_, k, r, c), blk in zip(blocks, coefs, strict=True):
+        pub[k][r, c] = blk  # what the public file now holds (legalised values)
+    v = (data[off_s] >> (8 - ph_s)) if ph_s else 0
+    v = (v << nbits) | (int.from_bytes(bits, "big") >> (len(bits) * 8 - nbits))
+    total = ph_s + nbits
+    if tail:
+        pad = -total % 8
+        v, total = (v << pad) | ((1 << pad) - 1), total + pad
+        orig_end = int(scan.interval_ends[iv])
+    else:
+        if ph_e:
+            v = (v << (8 - ph_e)) | (data[off_e] & ((1 << (8 - ph_e)) - 1))
+            total += 8 - ph_e
+            orig_end = off_e + (2 if data[off_e] == 0xFF else 1)
+        else:
+            orig_end = off_e
+        if total % 8:
+            raise UnsupportedImage("span bit length mismatch (internal error)")
+    new = v.to_bytes(total // 8, "big").replace(b"\xff", b"\xff\x00")
+    return (off_s, orig_end, new), e
+
+
+def _encode(coefs: np.ndarray, slots: bytes, fixed: np.ndarray, dcs: tuple, acs: tuple,
+            preds: tuple) -> tuple[bytes, int]:
+    try:
+        return _jpegcodec.encode_blocks(coefs, slots, bytes(fixed), dcs, acs, preds)
+    except LookupError:
+        raise UnsupportedImage("the file's Huffman tables cannot code the altered blocks") \
+            from None
+
+
+_XS = np.arange(-1024, 1024)  # DC values the altered blocks may take
+
+
+def _codable(table: bytes) -> np.ndarray:
+    """Bool per DC difference -2047..2047: does the table have a code for its size?"""
+    cats = np.zeros(16, bool)
+    cats[[s for s in table[16 : 16 + sum(table[:16])] if s <= 11]] = True
+    d = np.abs(np.arange(-2047, 2048))
+    size = np.where(d == 0, 0, np.floor(np.log2(np.maximum(d, 1))).astype(int) + 1)
+    return cats[size]
+
+
+def _landing_sets(codable: np.ndarray, f: int, n: int) -> list[np.ndarray | None]:
+    """For each of n altered blocks before an unaltered one with DC f: the DC values from
+    which f can still be reached in codable steps (None = any value)."""
+    d = f - _XS + 2047
+    last = np.zeros(len(_XS), bool)
+    ok = (d >= 0) & (d < len(codable))
+    last[ok] = codable[d[ok]]
+    if last.all():
+        return [None] * n
+    k = 0
+    while k < 11 and codable[2047 + (1 << k)] and codable[2047 - (1 << k)]:
+        k += 1
+    if codable[2047] and k:  # sizes 0..k all coded: the sets are intervals
+        step = (1 << k) - 1
+        return [np.abs(_XS - f) <= (n - i) * step for i in range(n)]
+    sets: list[np.ndarray | None] = [last]
+    kernel = codable[::-1].astype(np.float32)
+    while len(sets) < n and sets[-1] is not None:
+        conv = np.convolve(sets[-1].astype(np.float32), kernel)[2047 : 2047 + len(_XS)]
+        nxt = conv > 0.5
+        sets.append(None if nxt.all() else nxt)
+    sets += [None] * (n - len(sets))
+    return sets[::-1]
+
+
+def _plan_dc(coefs: np.ndarray, slots: bytes, fixed: np.ndarray, dcs: tuple,
+             preds: tuple) -> None:
+    """Choose the altered blocks' DC values so that every DC difference in the span,
+    including the one into the next unaltered block, has a code in the file's table.
+    Optimised tables only code the difference sizes the original needed, so the altered
+    DCs walk towards the next original DC in steps the table can code."""
+    for j in range(len(preds)):
+        codable = _codable(dcs[j])
+        idx = [i for i, slot in enumerate(slots) if slot == j]
+        p, n = preds[j], 0
+        while n < len(idx):
+            if fixed[idx[n]]:
+                p = int(coefs[idx[n], 0])
+                n += 1
+                continue
+            run = n
+            while run < len(idx) and not fixed[idx[run]]:
+                run += 1
+            sets = (_landing_sets(codable, int(coefs[idx[run], 0]), run - n)
+                    if run < len(idx) else [None] * (run - n))
+            for i, allowed in zip(idx[n:run], sets, strict=True):
+                want = int(coefs[i, 0])
+                if -2047 <= want - p <= 2047 and codable[want - p + 2047] and (
+                        allowed is None or (-1024 <= want < 1024 and allowed[want + 1024])):
+                    p = want
+                    continue
+                d = _XS - p + 2047
+                ok = (d >= 0) & (d < len(codable))
+                ok[ok] = codable[d[ok]]
+                if allowed is not None:
+                    ok &= allowed
+                if not ok.any():
+                    raise UnsupportedImage("the file's DC Huffman table cannot code the "
+                                           "altered blocks")
+                cand = _XS[ok]
+                p = int(cand[np.argmin(np.abs(cand - int(coefs[i, 0])))])
+                coefs[i, 0] = p
+            n = run
+
+
+def _pad_bits(coefs: np.ndarray, slots: bytes, fixed: np.ndarray, dcs: tuple, acs: tuple,
+              need: int) -> bool:
+    """Add +-1 coefficients past the last non-zero one in altered blocks so the span
+    grows by `need` bits modulo 8. A small knapsack over residues modulo 8."""
+    reach: dict[int, list[tuple[int, int]]] = {0: []}
+    tried = 0
+    for i in range(len(coefs) - 1, -1, -1):
+        if fixed[i] or tried >= 32:
+            continue
+        tried += 1
+        j = slots[i]
+        blk = coefs[i]
+        nz = np.flatnonzero(blk[1:])
+        last = int(nz[-1]) + 1 if len(nz) else 0
+        base = _jpegcodec.block_bits(blk.tobytes(), dcs[j], acs[j])
+        if base < 0:
+            continue
+        options: dict[int, int] = {}
+        for q in range(63, last, -1):
+            trial = blk.copy()
+            trial[q] = 1
+            bits = _jpegcodec.block_bits(trial.tobytes(), dcs[j], acs[j])
+            if bits >= 0:
+                options.setdefault((bits - base) % 8, q)
+        new = dict(reach)
+        for r0, path in reach.items():
+            for d, q in options.items():
+                new.setdefault((r0 + d) % 8, path + [(i, q)])
+        reach = new
+        if need in reach:
+            for bi, q in reach[need]:
+                coefs[bi, q] = 1
+            return True
+    return False
+
+
+def _verify_public(public: bytes, layout: Layout, pub_coefs: list[np.ndarray]) -> None:
+    check = parse(public)
+    full = {k for s in layout.scans if s.interleaved for k in s.comps}
+    for k, (got, want) in enumerate(zip(check.coefs, pub_coefs, strict=True)):
+        if k not in full:  # non-interleaved scans code no MCU padding blocks
+            rows, cols = layout.frame.block_dims(layout.frame.components[k])
+            got, want = got[:rows, :cols], want[:rows, :cols]
+        if not np.array_equal(got, want):
+            raise UnsupportedImage("public JPEG does not decode as intended (internal error)")
