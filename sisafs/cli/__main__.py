@@ -1,0 +1,5 @@
+import sys
+
+from sisafs.cli import main
+
+sys.exit(main())

@@ -1,0 +1,109 @@
+"""Vault lifecycle: init, mount, unmount, status."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from sisafs.cli.common import passphrase_args, unlock
+from sisafs.errors import UsageError, VaultExistsError
+
+
+def cmd_init(args) -> int:
+    from sisafs.crypto.keys import KdfParams
+    from sisafs.vault.config import VaultConfig
+    from sisafs.vault.passphrase import read_passphrase
+
+    vault = Path(args.vault)
+    if VaultConfig.path(vault).exists():
+        raise VaultExistsError(f"{vault}: already a sisafs vault")
+    if vault.exists() and any(vault.iterdir()):
+        raise VaultExistsError(f"{vault}: directory is not empty")
+    if not 1 <= args.level <= 5:
+        raise UsageError("--level must be between 1 and 5")
+    pw = read_passphrase(args.passfile, args.extpass, confirm=True,
+                         prompt="New vault passphrase: ")
+    config, _ = VaultConfig.create(pw, KdfParams.new(args.kdf))
+    config.settings["level"] = args.level
+    vault.mkdir(mode=0o700, parents=True, exist_ok=True)
+    config.save(vault)
+    print(f"Created vault {vault} (security level {args.level}). "
+          f"Mount it with: sisafs mount {vault} MOUNTPOINT")
+    return 0
+
+
+def cmd_mount(args) -> int:
+    from sisafs.fs.mount import (
+        MountOptions,
+        check_fuse,
+        check_mountpoint,
+        daemonize_and_serve,
+        serve,
+        setup_logging,
+    )
+
+    vault, mp = Path(args.vault), Path(args.mountpoint)
+    config, master = unlock(vault, args)
+    check_mountpoint(mp)
+    check_fuse()
+    opts = MountOptions(vault.resolve(), mp.resolve(), args.foreground, args.allow_other,
+                        args.workers, args.debug)
+    if args.foreground:
+        setup_logging(opts)
+        serve(opts, master, config, lambda _: None)
+    else:
+        daemonize_and_serve(opts, master, config)
+    return 0
+
+
+def cmd_unmount(args) -> int:
+    from sisafs import control
+
+    st = control.unmount(Path(args.mountpoint))
+    print(f"Unmounted {args.mountpoint}: {st['done']} protected, {st['failed']} failed "
+          "to protect (kept encrypted whole).")
+    return 0
+
+
+def cmd_status(args) -> int:
+    from sisafs import control
+
+    st = control.status(Path(args.mountpoint))
+    if args.json:
+        print(json.dumps(st, indent=2))
+        return 0
+    print(f"queued {st['queued']}  running {st['running']}  done {st['done']} "
+          f"(selective {st['selective']}, fallback {st['fallback']})  failed {st['failed']}")
+    for path, state in st["paths"].items():
+        print(f"  {state:24s} {path}")
+    return 0
+
+
+def register(sub) -> None:
+    s = sub.add_parser("init", help="create a new vault")
+    s.add_argument("vault")
+    s.add_argument("--level", type=int, default=3, help="security level 1-5 (default 3)")
+    s.add_argument("--kdf", choices=["argon2id", "scrypt"], default="argon2id")
+    passphrase_args(s)
+    s.set_defaults(func=cmd_init)
+
+    s = sub.add_parser("mount", help="unlock a vault and mount it")
+    s.add_argument("vault")
+    s.add_argument("mountpoint")
+    s.add_argument("-f", "--foreground", action="store_true", help="do not daemonise")
+    s.add_argument("--allow-other", action="store_true",
+                   help="let other users see the protected images")
+    s.add_argument("--workers", type=int, help="worker processes (default: CPU cores)")
+    s.add_argument("--debug", action="store_true")
+    passphrase_args(s)
+    s.set_defaults(func=cmd_mount)
+
+    s = sub.add_parser("unmount", aliases=["umount"],
+                       help="drain the queue, write everything, and unmount")
+    s.add_argument("mountpoint")
+    s.set_defaults(func=cmd_unmount)
+
+    s = sub.add_parser("status", help="queue depth, done, failed, per-path state")
+    s.add_argument("mountpoint")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_status)
