@@ -70,8 +70,8 @@ def apply(layout: Layout, regions: Sequence[Region], look: str, noise_key: bytes
             mask = np.repeat(np.repeat(cells, comp.v, 0), comp.h, 1)
             block = pub[ci][sl]
             cell = max(1, round(min(region.box[2], region.box[3]) / 6 / (8 * f.hmax)))
-            new = _LOOK_FUNCS[look](block, q, (cell * comp.v, cell * comp.h), noise_key, ci,
-                                    (y0 * comp.v, x0 * comp.h))
+            grain = (comp.v, comp.h) if look == "noise" else (cell * comp.v, cell * comp.h)
+            new = _LOOK_FUNCS[look](block, q, grain, noise_key, ci, (y0 * comp.v, x0 * comp.h))
             block[mask] = new[mask]
     return pub, altered
 
@@ -117,18 +117,20 @@ def _blur(block, q, cell, key, ci, origin):
 
 
 def _noise(block, q, cell, key, ci, origin):
-    """Keyed noise (AES-256-CTR): a texture no one can tell from the hidden content.
-    The stream is keyed by position, so the same file and key give the same noise."""
+    """Keyed noise (AES-256-CTR) in the DC coefficients only: every MCU becomes a flat
+    square of random brightness and colour, keyed by position, so the same file and key
+    give the same noise. Nothing of the content survives (all AC terms are zero), and
+    flat MCUs cost a few bits each: noise in the AC terms tripled file sizes."""
     h, w = block.shape[:2]
-    n = h * w * 6
+    cy, cx = cell
+    gh, gw = -(-h // cy), -(-w // cx)
     nonce = bytes([ci]) + origin[0].to_bytes(4, "big") + origin[1].to_bytes(4, "big")
     enc = Cipher(algorithms.AES(key), modes.CTR(nonce.ljust(16, b"\0"))).encryptor()
-    r = np.frombuffer(enc.update(b"\0" * n), np.uint8).reshape(h, w, 6).astype(np.float64)
+    r = np.frombuffer(enc.update(b"\0" * (gh * gw)), np.uint8).reshape(gh, gw)
+    r = np.repeat(np.repeat(r, cy, 0), cx, 1)[:h, :w].astype(np.float64)
     r = r / 255.0 * 2.0 - 1.0
     out = np.zeros_like(block)
-    out[..., 0] = np.clip(np.rint(r[..., 0] * 8 * 90 / q[0]), -1024, 1023)
-    for k in range(1, 6):
-        out[..., k] = np.clip(np.rint(r[..., k] * 8 * 40 / q[k]), -1023, 1023)
+    out[..., 0] = np.clip(np.rint(r * 8 * 90 / q[0]), -1024, 1023)
     return out
 
 
