@@ -65,7 +65,7 @@ def protect_pixels(data: bytes, fmt: str, regions: Sequence[Region], look: str,
 def _altered(img: Image.Image, regions: Sequence[Region], look: str, key: bytes
              ) -> Image.Image:
     pixels = np.asarray(img)
-    out = alter_pixels(pixels, regions, look, key)
+    out = alter_pixels(pixels, regions, look, key, has_alpha=img.mode in ("LA", "RGBA"))
     return Image.fromarray(out, mode=img.mode) if out.ndim == 3 or img.mode in ("L",) \
         else Image.fromarray(out)
 

@@ -1,12 +1,14 @@
-"""Pixel-domain looks: how an altered region appears in the public image.
+"""Pixel-domain looks: how an altered region appears in a public image.
 
-Used by the fallback path and by the PNG codec. Every look destroys the region's
-content beyond recognition; none of them needs to be reversible, because the exact
-original lives in the encrypted restore record.
+One implementation for every pixel path (the PNG codec and the fallback for any JPEG or
+PNG): it works on float samples in [0, maxval], so 8- and 16-bit, grey, colour and alpha
+all take the same code. None of the looks needs to be reversible: the exact original
+lives in the encrypted restore record.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import cv2
@@ -16,75 +18,94 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from sisafs.regions import Region
 
 LOOKS = ("blur", "pixelate", "noise", "solid")
+BLUR_CELLS = 6  # information left across the larger side of a blurred region
+PIXELATE_CELLS = 8
+NOISE_CELL = 8  # pixels per keyed noise cell
 
 
-def keyed_noise(key: bytes, nbytes: int, nonce: bytes = b"\0" * 16) -> np.ndarray:
-    """`nbytes` bytes of AES-256-CTR keystream: noise no one can tell from the content."""
-    enc = Cipher(algorithms.AES(key), modes.CTR(nonce)).encryptor()
-    return np.frombuffer(enc.update(b"\0" * nbytes) + enc.finalize(), dtype=np.uint8)
+def keyed_noise(key: bytes, nbytes: int, index: int) -> np.ndarray:
+    """`nbytes` bytes of AES-256-CTR keystream for region `index`."""
+    enc = Cipher(algorithms.AES(key), modes.CTR(index.to_bytes(16, "big"))).encryptor()
+    return np.frombuffer(enc.update(bytes(nbytes)) + enc.finalize(), np.uint8)
 
 
-def _blur(patch: np.ndarray) -> np.ndarray:
-    h, w = patch.shape[:2]
-    # Shrink to a handful of cells, then smooth back up: a face becomes a colour wash.
-    small = cv2.resize(patch, (max(1, w // 24), max(1, h // 24)), interpolation=cv2.INTER_AREA)
-    out = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
-    k = max(3, (min(h, w) // 8) | 1)
-    out = cv2.GaussianBlur(out, (k, k), 0)
-    return out.reshape(patch.shape)
+def _resize(a: np.ndarray, w: int, h: int, interp: int) -> np.ndarray:
+    return cv2.resize(a, (w, h), interpolation=interp).reshape(h, w, a.shape[2])
 
 
-def _pixelate(patch: np.ndarray) -> np.ndarray:
-    h, w = patch.shape[:2]
-    cell = max(8, min(h, w) // 6)
-    small = cv2.resize(patch, (max(1, w // cell), max(1, h // cell)),
-                       interpolation=cv2.INTER_AREA)
-    return cv2.resize(small, (w, h), interpolation=cv2.INTER_NEAREST).reshape(patch.shape)
+def blur(box: np.ndarray) -> np.ndarray:
+    """Smooth blobs: average down to a few cells, then upsample smoothly.
+
+    A plain Gaussian of moderate radius leaves faces recognisable to DNN matchers; keeping
+    only ~6x6 colour cells of the whole region removes identity while still looking like
+    a blur rather than a box.
+    """
+    h, w = box.shape[:2]
+    scale = BLUR_CELLS / max(h, w)
+    small = _resize(box, max(1, round(w * scale)), max(1, round(h * scale)), cv2.INTER_AREA)
+    up = _resize(small, w, h, cv2.INTER_LINEAR)
+    sigma = max(h, w) / (2 * BLUR_CELLS)
+    k = min(2 * math.ceil(2 * sigma) + 1, 2 * (max(h, w) // 2) + 1)
+    if k >= 3:
+        up = cv2.GaussianBlur(up, (k, k), sigma, borderType=cv2.BORDER_REPLICATE)
+    return up.reshape(h, w, box.shape[2])
 
 
-NOISE_CELL = 8
+def pixelate(box: np.ndarray) -> np.ndarray:
+    h, w = box.shape[:2]
+    cell = max(2, math.ceil(max(h, w) / PIXELATE_CELLS))
+    small = _resize(box, math.ceil(w / cell), math.ceil(h / cell), cv2.INTER_AREA)
+    return np.repeat(np.repeat(small, cell, axis=0), cell, axis=1)[:h, :w]
 
 
-def _noise(patch: np.ndarray, key: bytes, index: int) -> np.ndarray:
-    """Keyed noise in 8-pixel cells: as unreadable as per-pixel noise, and a JPEG or PNG
-    encoder can still compress it (per-pixel noise tripled file sizes)."""
-    h, w = patch.shape[:2]
-    ch, cw = -(-h // NOISE_CELL), -(-w // NOISE_CELL)
-    shape = (ch, cw, *patch.shape[2:])
-    count = int(np.prod(shape)) * patch.dtype.itemsize
-    cells = np.frombuffer(keyed_noise(key, count, index.to_bytes(16, "big")).tobytes(),
-                          dtype=patch.dtype).reshape(shape)
-    big = np.repeat(np.repeat(cells, NOISE_CELL, axis=0), NOISE_CELL, axis=1)
-    return np.ascontiguousarray(big[:h, :w])
+def noise_cells(key: bytes, index: int, shape: tuple[int, ...], cell: int = NOISE_CELL
+                ) -> np.ndarray:
+    """Keyed bytes (0..255) of `shape` (h, w, c), constant over cell x cell squares:
+    as unreadable as per-pixel noise, and encoders can still compress it (per-pixel
+    noise tripled file sizes)."""
+    h, w, c = shape
+    ch, cw = -(-h // cell), -(-w // cell)
+    raw = keyed_noise(key, ch * cw * c, index).reshape(ch, cw, c)
+    return np.repeat(np.repeat(raw, cell, axis=0), cell, axis=1)[:h, :w]
+
+
+def alter(box: np.ndarray, look: str, maxval: int, has_alpha: bool, noise_key: bytes,
+          index: int) -> np.ndarray:
+    """Altered float samples for one region box (h, w, c) in [0, maxval]."""
+    if look == "blur":
+        out = blur(box)
+    elif look == "pixelate":
+        out = pixelate(box)
+    elif look == "noise":
+        out = noise_cells(noise_key, index, box.shape).astype(np.float32) * (maxval / 255.0)
+    elif look == "solid":
+        out = np.full_like(box, maxval / 2)
+    else:
+        raise ValueError(f"unknown look {look!r} (use one of {', '.join(LOOKS)})")
+    if has_alpha and look in ("noise", "solid"):
+        out[..., -1] = maxval  # opaque, so the fill is what a viewer shows
+    return out
 
 
 def alter_pixels(pixels: np.ndarray, regions: Sequence[Region], look: str,
-                 noise_key: bytes) -> np.ndarray:
+                 noise_key: bytes, has_alpha: bool = False) -> np.ndarray:
     """A copy of `pixels` (H×W or H×W×C, uint8 or uint16) with every region altered."""
     if look not in LOOKS:
         raise ValueError(f"unknown look {look!r}; choose one of {', '.join(LOOKS)}")
     out = pixels.copy()
     height, width = out.shape[:2]
+    maxval = np.iinfo(out.dtype).max
     for n, region in enumerate(regions):
         r = region.clipped(width, height)
         if r is None:
             continue
         x, y, w, h = r.box
         patch = out[y : y + h, x : x + w]
-        if look == "blur":
-            new = _blur(patch)
-        elif look == "pixelate":
-            new = _pixelate(patch)
-        elif look == "solid":
-            new = np.empty_like(patch)
-            new[...] = np.array(patch.reshape(-1, *patch.shape[2:]).mean(axis=0),
-                                dtype=patch.dtype)
-        else:
-            new = _noise(patch, noise_key, n)
+        box = patch.reshape(h, w, -1).astype(np.float32)
+        new = alter(box, look, maxval, has_alpha, noise_key, n)
+        new = np.clip(np.rint(new), 0, maxval).astype(out.dtype).reshape(patch.shape)
         if r.mask is not None:
             m = r.mask.astype(bool)
-            if patch.ndim == 3:
-                m = m[..., None]
-            new = np.where(m, new, patch)
+            new = np.where(m[..., None] if patch.ndim == 3 else m, new, patch)
         out[y : y + h, x : x + w] = new
     return out

@@ -17,10 +17,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from sisafs.crypto.keys import PURPOSE_NOISE, subkey
 from sisafs.formats.errors import RecordError, UnsupportedImage
 from sisafs.formats.png_container import RECORD_CHUNK, Chunk, chunks, make_chunk
 from sisafs.formats.png_deflate import inflate_with_boundaries
-from sisafs.formats.png_looks import LOOKS, alter_samples, keystream
+from sisafs.formats.png_looks import LOOKS, alter_samples
 from sisafs.formats.png_meta import DROP_CHUNK, KEEP_CHUNK, policy
 from sisafs.formats.png_pixels import Header, decode_image, parse_ihdr, refilter
 from sisafs.formats.png_splice import (
@@ -76,6 +77,7 @@ def _alter(image: np.ndarray, hdr: Header, regions: Sequence[Region], look: str,
     """The altered image and the (H, W) mask of pixels that belong to a region."""
     new = image.copy()
     changed = np.zeros(image.shape[:2], bool)
+    noise_key = subkey(image_key, PURPOSE_NOISE, salt=file_id)
     for i, region in enumerate(regions):
         r = region.clipped(hdr.width, hdr.height)
         if r is None:
@@ -85,8 +87,8 @@ def _alter(image: np.ndarray, hdr: Header, regions: Sequence[Region], look: str,
         if mask.shape != (h, w):
             raise ValueError(f"region mask shape {mask.shape} does not match box {r.box}")
         box = new[y:y + h, x:x + w]
-        noise = keystream(image_key, file_id, i, box.size) if look == "noise" else None
-        altered = alter_samples(box, look, hdr.depth, hdr.color_type in (4, 6), palette, noise)
+        altered = alter_samples(box, look, hdr.depth, hdr.color_type in (4, 6), palette,
+                                noise_key, i)
         box[mask] = altered[mask]
         changed[y:y + h, x:x + w] |= mask
     return new, changed
