@@ -69,8 +69,7 @@ def protect(data: bytes, regions: Sequence[Region], look: str, image_key: bytes,
     fmt = sniff(data[:16])
     if fmt is None:
         raise UnsupportedImage("not a JPEG or PNG")
-    container = _CONTAINERS[fmt]
-    existing, _ = container.split_record(data) if _has_record_marker(data, fmt) else (None, b"")
+    existing = _existing_record(data, fmt)
     file_id = os.urandom(16)
     manifest = _manifest(regions, look)
     reason = "selective codec not available"
@@ -97,11 +96,12 @@ def protect(data: bytes, regions: Sequence[Region], look: str, image_key: bytes,
     return Protected(out, fmt, "fallback", len(out) - len(public), manifest["regions"], reason)
 
 
-def _has_record_marker(data: bytes, fmt: str) -> bool:
+def _existing_record(data: bytes, fmt: str) -> bytes | None:
+    """A restore record already inside the input (a protected file copied back in)."""
     try:
-        return _CONTAINERS[fmt].split_record(data)[0] is not None
+        return _CONTAINERS[fmt].split_record(data)[0]
     except FormatError:
-        return False
+        return None
 
 
 def _seal(public: bytes, payload: bytes, key: bytes, fmt: str, path: int, original: bytes,
