@@ -5,16 +5,25 @@ backing inode number; the kernel must keep seeing the same inode for the same fi
 So inode numbers are ours, allocated on lookup, and each records its (parent, name)
 links: a path is rebuilt by walking parents, so renaming a directory is one update.
 Hard links share an inode through the backing (st_dev, st_ino) map.
+
+The backing path of a file is longer than its path in the mount (the vault's own
+path is in front), so a tree that is legal in the mount can exceed PATH_MAX in the
+backing directory. Long paths are therefore handed out relative to an O_PATH
+descriptor of an ancestor directory (`/proc/self/fd/N/name`), as gocryptfs does
+with openat: every syscall on them stays short.
 """
 
 from __future__ import annotations
 
 import os
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import pyfuse3
 
 ROOT = pyfuse3.ROOT_INODE
+SHORT_PATH = 3800  # below PATH_MAX (4096) with room for one more name
+DIR_FDS = 128  # open O_PATH descriptors kept for long paths
 
 
 @dataclass
@@ -33,19 +42,41 @@ class InodeTable:
         self._entries: dict[int, Entry] = {ROOT: Entry(backing=(st.st_dev, st.st_ino))}
         self._by_backing: dict[tuple[int, int], int] = {(st.st_dev, st.st_ino): ROOT}
         self._next = ROOT + 1
+        self._dir_fds: OrderedDict[int, int] = OrderedDict()
 
     def __contains__(self, ino: int) -> bool:
         return ino in self._entries
 
     def path(self, ino: int) -> str:
-        """A backing path of the inode (KeyError if unknown or unlinked)."""
+        """A backing path of the inode (KeyError if unknown or unlinked), short enough
+        for any syscall."""
         if ino == ROOT:
             return self.root
         entry = self._entries[ino]
         if not entry.names:
             raise KeyError(ino)
         parent, name = min(entry.names)
-        return os.path.join(self.path(parent), name)
+        full = os.path.join(self.path(parent), name)
+        if len(full) < SHORT_PATH:
+            return full
+        return os.path.join(self._dir_handle(parent), name)
+
+    def _dir_handle(self, ino: int) -> str:
+        """`/proc/self/fd/N` naming directory `ino` (cached O_PATH descriptor)."""
+        fd = self._dir_fds.get(ino)
+        if fd is None:
+            fd = os.open(self.path(ino), os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW)
+            self._dir_fds[ino] = fd
+            while len(self._dir_fds) > DIR_FDS:
+                os.close(self._dir_fds.popitem(last=False)[1])
+        else:
+            self._dir_fds.move_to_end(ino)
+        return f"/proc/self/fd/{fd}"
+
+    def _close_dir_fd(self, ino: int) -> None:
+        fd = self._dir_fds.pop(ino, None)
+        if fd is not None:
+            os.close(fd)
 
     def child_path(self, parent: int, name: str) -> str:
         return os.path.join(self.path(parent), name)
@@ -80,6 +111,7 @@ class InodeTable:
         for parent, _ in entry.names:
             self._release_parent(parent)
         del self._entries[ino]
+        self._close_dir_fd(ino)
         if entry.backing is not None and self._by_backing.get(entry.backing) == ino:
             del self._by_backing[entry.backing]
 
@@ -114,6 +146,8 @@ class InodeTable:
         if (parent, name) in entry.names:
             entry.names.discard((parent, name))
             self._release_parent(parent)
+        if not entry.names:
+            self._close_dir_fd(ino)
         self._maybe_drop(ino)
 
     def renamed(self, ino: int, old: tuple[int, str], new: tuple[int, str]) -> None:

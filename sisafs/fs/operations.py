@@ -4,6 +4,13 @@ Nothing here knows about encryption or images: sizes, opens, reads and writes go
 `Vault`; names and inode numbers to `InodeTable`. What is not a regular file's content
 (directories, symlinks, modes, owners, times) passes through to the backing directory,
 so it stays browsable.
+
+With `--allow-other`, a request's uid decides what it sees: the mounting user and root
+hold the key and read originals; anyone else reads the public (protected) bytes of
+protected images and gets EACCES for everything that is only stored encrypted. The
+kernel's page and attribute caches are shared by all users, so their opens bypass the
+page cache (direct I/O) and such mounts do not cache attributes, rather than leak an
+original from a cache.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ import errno
 import json
 import os
 import stat
+from dataclasses import dataclass
 
 import pyfuse3
 from pyfuse3 import EntryAttributes, FileInfo, FUSEError, RequestContext
@@ -27,19 +35,35 @@ CONTROL_INO = 1 << 62
 STATUS_XATTR = b"user.sisafs.status"
 DRAIN_XATTR = b"user.sisafs.drain"
 TIMEOUT = 1.0
+PRIV_BITS = stat.S_ISUID | stat.S_ISGID
+
+
+@dataclass
+class Handle:
+    """One open(2) of a file: the shared OpenFile plus what this opener may do."""
+
+    of: OpenFile
+    write: bool
+    uid: int
+    kill_priv: bool  # a non-root writer: clear set-user/group-ID on its first write
+    sealed: bool = False  # opened without the key: reads of stored content are refused
 
 
 class Operations(pyfuse3.Operations):
     enable_writeback_cache = False
 
-    def __init__(self, vault: Vault, owner_uid: int, control: object):
+    def __init__(self, vault: Vault, owner_uid: int, control: object,
+                 allow_other: bool | None = None):
         super().__init__()
         self.vault = vault
         self.inodes = InodeTable(vault.root)
         self.xattrs = XattrStore(vault.keys)
         self.owner_uid = owner_uid
         self.control = control  # has async drain() and status() -> dict
-        self._handles: dict[int, tuple[OpenFile, bool]] = {}
+        if allow_other is None:  # mount.py passes its options through the control
+            allow_other = bool(getattr(getattr(control, "opts", None), "allow_other", False))
+        self.allow_other = allow_other
+        self._handles: dict[int, Handle] = {}
         self._dirs: dict[int, list[str]] = {}
         self._next_fh = 1
         vault.resolve = self._resolve
@@ -60,15 +84,26 @@ class Operations(pyfuse3.Operations):
             raise FUSEError(errno.EPERM)
         return n
 
-    def _attrs(self, ino: int, st: os.stat_result, path: str) -> EntryAttributes:
+    def _keyholder(self, ctx: RequestContext | None) -> bool:
+        """Whether this request may see originals (see the module docstring)."""
+        return not self.allow_other or ctx is None or ctx.uid in (0, self.owner_uid)
+
+    def _attrs(self, ino: int, st: os.stat_result, path: str,
+               ctx: RequestContext | None = None) -> EntryAttributes:
         a = EntryAttributes()
         a.st_ino = ino
         a.generation = 0
         a.entry_timeout = a.attr_timeout = TIMEOUT
         a.st_mode, a.st_nlink = st.st_mode, st.st_nlink
         a.st_uid, a.st_gid, a.st_rdev = st.st_uid, st.st_gid, st.st_rdev
-        a.st_size = self.vault.plain_size(ino, path, st) if stat.S_ISREG(st.st_mode) \
-            else st.st_size
+        if not stat.S_ISREG(st.st_mode):
+            a.st_size = st.st_size
+        elif self._keyholder(ctx):
+            a.st_size = self.vault.plain_size(ino, path, st)
+        else:
+            a.st_size = self.vault.public_size(ino, path, st)
+        if self.allow_other and stat.S_ISREG(st.st_mode):
+            a.attr_timeout = 0  # sizes differ per user: never cache them in the kernel
         a.st_blksize = 4096
         a.st_blocks = st.st_blocks
         a.st_atime_ns, a.st_mtime_ns, a.st_ctime_ns = st.st_atime_ns, st.st_mtime_ns, st.st_ctime_ns
@@ -83,15 +118,35 @@ class Operations(pyfuse3.Operations):
         a.entry_timeout = a.attr_timeout = 0
         return a
 
-    def _entry(self, parent: int, name: str) -> EntryAttributes:
+    def _entry(self, parent: int, name: str, ctx: RequestContext | None = None
+               ) -> EntryAttributes:
         path = self.inodes.child_path(parent, name)
         st = os.lstat(path)
         ino = self.inodes.remember(parent, name, st)
-        return self._attrs(ino, st, path)
+        return self._attrs(ino, st, path, ctx)
 
-    def _set_owner(self, path: str, ctx: RequestContext) -> None:
+    def _new_node(self, parent: int, path: str, mode: int, ctx: RequestContext,
+                  fd: int | None = None) -> None:
+        """Owner and mode of a node just created by the daemon (which runs as root with
+        its own umask): the caller's uid, the directory's gid if it is set-group-ID
+        (and the bit itself for directories), and exactly the mode asked for."""
+        pst = os.lstat(self.inodes.path(parent))
+        inherit = bool(pst.st_mode & stat.S_ISGID)
+        gid = pst.st_gid if inherit else ctx.gid
         if os.geteuid() == 0:
-            os.lchown(path, ctx.uid, ctx.gid)
+            if fd is not None:
+                os.fchown(fd, ctx.uid, gid)
+            else:
+                os.lchown(path, ctx.uid, gid)
+        if stat.S_ISLNK(mode):
+            return
+        perm = stat.S_IMODE(mode) & ~ctx.umask
+        if stat.S_ISDIR(mode) and inherit:
+            perm |= stat.S_ISGID
+        if fd is not None:
+            os.fchmod(fd, perm)
+        else:
+            os.chmod(path, perm)
 
     # -- names --------------------------------------------------------------------
     @translate
@@ -103,7 +158,7 @@ class Operations(pyfuse3.Operations):
             raise FUSEError(errno.ENOENT)
         if n == ".":
             return await self.getattr(parent_inode, ctx)
-        return self._entry(parent_inode, n)
+        return self._entry(parent_inode, n, ctx)
 
     @translate
     async def forget(self, inode_list):
@@ -116,29 +171,44 @@ class Operations(pyfuse3.Operations):
     async def getattr(self, inode, ctx=None):
         if inode == CONTROL_INO:
             return self._control_attrs()
-        path = self.inodes.path(inode)
-        return self._attrs(inode, os.lstat(path), path)
+        target = self._target(inode)
+        st = os.lstat(target) if isinstance(target, str) else os.fstat(target)
+        return self._attrs(inode, st, target if isinstance(target, str) else "", ctx)
+
+    def _target(self, inode: int) -> str | int:
+        """The backing path, or for a file unlinked while open (fstat after unlink
+        must still work, with st_nlink 0) the descriptor the vault holds on it."""
+        try:
+            return self.inodes.path(inode)
+        except KeyError:
+            fd = self.vault.open_fd(inode)
+            if fd is None:
+                raise
+            return fd
 
     @translate
     async def setattr(self, inode, attr, fields, fh, ctx):
         if inode == CONTROL_INO:
             raise FUSEError(errno.EPERM)
-        path = self.inodes.path(inode)
+        path = self._target(inode)
         if fields.update_size:
             if fh is not None and fh in self._handles:
-                self.vault.truncate_open(self._handles[fh][0], attr.st_size)
-            else:
+                self.vault.truncate_open(self._handles[fh].of, attr.st_size)
+            elif isinstance(path, str):
                 self.vault.truncate_path(inode, path, attr.st_size)
+            else:
+                self.vault.truncate_open(self.vault.open_file(inode), attr.st_size)
+        nofollow = {"follow_symlinks": False} if isinstance(path, str) else {}
         if fields.update_mode:
-            os.chmod(path, stat.S_IMODE(attr.st_mode))
+            os.chmod(path, stat.S_IMODE(attr.st_mode))  # the kernel never chmods a symlink
         if fields.update_uid or fields.update_gid:
-            os.lchown(path, attr.st_uid if fields.update_uid else -1,
-                      attr.st_gid if fields.update_gid else -1)
+            os.chown(path, attr.st_uid if fields.update_uid else -1,
+                     attr.st_gid if fields.update_gid else -1, **nofollow)
         if fields.update_atime or fields.update_mtime:
-            st = os.lstat(path)
+            st = os.lstat(path) if nofollow else os.fstat(path)  # type: ignore[arg-type]
             os.utime(path, ns=(attr.st_atime_ns if fields.update_atime else st.st_atime_ns,
                                attr.st_mtime_ns if fields.update_mtime else st.st_mtime_ns),
-                     follow_symlinks=False)
+                     **nofollow)
         return await self.getattr(inode, ctx)
 
     @translate
@@ -149,32 +219,32 @@ class Operations(pyfuse3.Operations):
     async def mkdir(self, parent_inode, name, mode, ctx):
         n = self._name(parent_inode, name)
         path = self.inodes.child_path(parent_inode, n)
-        os.mkdir(path, mode & ~ctx.umask)
-        self._set_owner(path, ctx)
-        return self._entry(parent_inode, n)
+        os.mkdir(path, 0o700)
+        self._new_node(parent_inode, path, stat.S_IFDIR | mode, ctx)
+        return self._entry(parent_inode, n, ctx)
 
     @translate
     async def symlink(self, parent_inode, name, target, ctx):
         n = self._name(parent_inode, name)
         path = self.inodes.child_path(parent_inode, n)
         os.symlink(os.fsdecode(target), path)
-        self._set_owner(path, ctx)
-        return self._entry(parent_inode, n)
+        self._new_node(parent_inode, path, stat.S_IFLNK | 0o777, ctx)
+        return self._entry(parent_inode, n, ctx)
 
     @translate
     async def mknod(self, parent_inode, name, mode, rdev, ctx):
         n = self._name(parent_inode, name)
         path = self.inodes.child_path(parent_inode, n)
-        os.mknod(path, mode & ~ctx.umask, rdev)  # an empty regular file reads as empty
-        self._set_owner(path, ctx)
-        return self._entry(parent_inode, n)
+        os.mknod(path, stat.S_IFMT(mode) | 0o600, rdev)  # an empty regular file reads empty
+        self._new_node(parent_inode, path, mode, ctx)
+        return self._entry(parent_inode, n, ctx)
 
     @translate
     async def link(self, inode, new_parent_inode, new_name, ctx):
         n = self._name(new_parent_inode, new_name)
         path = self.inodes.child_path(new_parent_inode, n)
         os.link(self.inodes.path(inode), path, follow_symlinks=False)
-        return self._entry(new_parent_inode, n)
+        return self._entry(new_parent_inode, n, ctx)
 
     @translate
     async def unlink(self, parent_inode, name, ctx):
@@ -207,8 +277,10 @@ class Operations(pyfuse3.Operations):
             victim_st = None
         if victim_st is not None and flags & pyfuse3.RENAME_NOREPLACE:
             raise FUSEError(errno.EEXIST)
+        if victim_st is not None and os.path.samestat(st, victim_st):
+            return  # two links to one file: rename(2) does nothing and succeeds
         os.rename(old, new)
-        if victim_st is not None and not os.path.samestat(st, victim_st):
+        if victim_st is not None:
             self.inodes.unlinked(parent_inode_new, new_n, self.inodes.ino_of_backing(victim_st))
         ino = self.inodes.ino_of_backing(st)
         if ino is not None:
@@ -240,7 +312,7 @@ class Operations(pyfuse3.Operations):
                 continue
             ino = self.inodes.remember(inode, name, st, lookups=0)
             if not pyfuse3.readdir_reply(token, os.fsencode(name),
-                                         self._attrs(ino, st, child), i + 1):
+                                         self._attrs(ino, st, child, None), i + 1):
                 self.inodes.forget(ino, 0)
                 return
             self.inodes.remember(inode, name, st, lookups=1)
@@ -259,64 +331,100 @@ class Operations(pyfuse3.Operations):
             os.close(fd)
 
     # -- files --------------------------------------------------------------------
-    def _new_fh(self, of: OpenFile, write: bool) -> int:
+    def _new_fh(self, of: OpenFile, write: bool, ctx: RequestContext) -> int:
         fh = self._next_fh
         self._next_fh += 1
-        self._handles[fh] = (of, write)
+        self._handles[fh] = Handle(of, write, ctx.uid, write and ctx.uid != 0)
         return fh
+
+    def _info(self, fh: int, keyholder: bool = True) -> FileInfo:
+        """Users without the key bypass the page cache (direct I/O), so they can never
+        be served pages of an original a key holder read; key holders keep the cache
+        and shared mmap (fsx, databases)."""
+        return FileInfo(fh=fh, direct_io=not keyholder)
 
     @translate
     async def open(self, inode, flags, ctx):
         if inode == CONTROL_INO:
             return FileInfo(fh=0)
         write = (flags & os.O_ACCMODE) != os.O_RDONLY
-        of = self.vault.open(inode, self.inodes.path(inode), write, bool(flags & os.O_TRUNC))
-        return FileInfo(fh=self._new_fh(of, write))
+        path = self.inodes.path(inode)
+        if self._keyholder(ctx):
+            of = self.vault.open(inode, path, write, bool(flags & os.O_TRUNC))
+            return self._info(self._new_fh(of, write, ctx))
+        reads = (flags & os.O_ACCMODE) != os.O_WRONLY
+        if reads and not write and self.vault.is_protected(inode, path):
+            return self._info(self._new_fh(self.vault.open_public(inode, path), False, ctx),
+                              False)
+        # Without the key: write-only opens, and reads of files still empty (their
+        # own new files); reading stored content is refused (EACCES).
+        of = self.vault.open(inode, path, write, bool(flags & os.O_TRUNC))
+        fh = self._new_fh(of, write, ctx)
+        self._handles[fh].sealed = reads
+        if reads and of.size > 0:
+            await self.release(fh)
+            raise FUSEError(errno.EACCES)
+        return self._info(fh, False)
 
     @translate
     async def create(self, parent_inode, name, mode, flags, ctx):
         n = self._name(parent_inode, name)
         path = self.inodes.child_path(parent_inode, n)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
-                     stat.S_IMODE(mode) & ~ctx.umask)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         try:
-            self._set_owner(path, ctx)
+            self._new_node(parent_inode, path, stat.S_IFREG | mode, ctx, fd)
             st = os.fstat(fd)
             ino = self.inodes.remember(parent_inode, n, st)
         except BaseException:
             os.close(fd)
             raise
         of = self.vault.adopt_created(ino, fd)
-        return FileInfo(fh=self._new_fh(of, True)), self._attrs(ino, os.fstat(fd), path)
+        fh = self._new_fh(of, True, ctx)
+        return self._info(fh, self._keyholder(ctx)), self._attrs(ino, os.fstat(fd), path, ctx)
 
     @translate
     async def read(self, fh, off, size):
         if fh == 0:
             return b""
-        return self._handles[fh][0].read(off, size)
+        h = self._handles[fh]
+        if h.sealed and h.of.size > 0:
+            raise FUSEError(errno.EACCES)
+        return h.of.read(off, size)
 
     @translate
     async def write(self, fh, off, buf):
-        of, write = self._handles[fh]
-        if not write:
+        h = self._handles[fh]
+        if not h.write:
             raise FUSEError(errno.EBADF)
-        return self.vault.write(of, off, buf)
+        if h.kill_priv:
+            h.kill_priv = False
+            self._kill_priv(h.of.ino)
+        return self.vault.write(h.of, off, buf)
+
+    def _kill_priv(self, ino: int) -> None:
+        """write(2) by anyone but root clears set-user-ID and set-group-ID (POSIX);
+        the kernel leaves that to FUSE servers."""
+        path = self.inodes.path(ino)
+        mode = os.lstat(path).st_mode
+        if mode & PRIV_BITS:
+            os.chmod(path, stat.S_IMODE(mode) & ~PRIV_BITS)
 
     @translate
     async def flush(self, fh):
-        pass
+        if fh:
+            self.vault.flushed(self._handles[fh].of)
 
     @translate
     async def fsync(self, fh, datasync):
         if fh:
-            self.vault.fsync(self._handles[fh][0])
+            self.vault.fsync(self._handles[fh].of)
 
     @translate
     async def release(self, fh):
         if fh == 0:
             return
-        of, write = self._handles.pop(fh)
-        self.vault.release(of, write)
+        h = self._handles.pop(fh)
+        self.vault.release(h.of, h.write)
 
     # -- misc ---------------------------------------------------------------------
     @translate
@@ -330,10 +438,16 @@ class Operations(pyfuse3.Operations):
 
     @translate
     async def getxattr(self, inode, name, ctx):
+        if not name.startswith(b"user."):
+            # The kernel asks for security.capability before every write(2): answer
+            # without touching the disk, it is on the copy-in hot path.
+            raise FUSEError(pyfuse3.ENOATTR)
         if inode == CONTROL_INO:
             if name == STATUS_XATTR:
                 return json.dumps(self.control.status()).encode()
             raise FUSEError(pyfuse3.ENOATTR)
+        if not self._keyholder(ctx):
+            raise FUSEError(errno.EACCES)  # values are sealed with the vault key
         return self.xattrs.get(self.inodes.path(inode), name)
 
     @translate
@@ -345,6 +459,8 @@ class Operations(pyfuse3.Operations):
                 await self.control.drain()
                 return
             raise FUSEError(errno.EINVAL)
+        if not self._keyholder(ctx):
+            raise FUSEError(errno.EACCES)
         self.xattrs.set(self.inodes.path(inode), name, value)
 
     @translate

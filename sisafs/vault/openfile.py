@@ -18,23 +18,30 @@ class OpenFile:
     """
 
     def __init__(self, ino: int, fd: int, kind: Kind, block: BlockFile | None = None,
-                 restored: bytes | None = None):
+                 restored: bytes | None = None, public: bool = False):
         self.ino = ino
         self.fd = fd
         self.kind = kind
         self.block = block
+        if block is not None:
+            block.lazy_header = True  # the header is synced on flush/fsync/release
         self.restored = restored
         self.refs = 0
         self.writers = 0
         self.dirty = False
+        self.public = public  # serve the backing bytes as they are (allow-other users)
 
     @property
     def size(self) -> int:
+        if self.public:
+            return os.fstat(self.fd).st_size
         if self.block is not None:
             return self.block.size
         return len(self.restored or b"")
 
     def read(self, offset: int, length: int) -> bytes:
+        if self.public:
+            return os.pread(self.fd, length, offset)
         if self.block is not None:
             try:
                 return self.block.read(offset, length)
@@ -60,6 +67,11 @@ class OpenFile:
         except AuthenticationFailed as e:
             raise DamagedFile(str(e)) from None
         self.dirty = True
+
+    def sync(self) -> None:
+        """Put a size grown by writes into the backing header (flush/fsync/release)."""
+        if self.block is not None:
+            self.block.sync_header()
 
     def head(self, n: int = 16) -> bytes:
         return self.read(0, n)

@@ -70,6 +70,15 @@ def probe_fd(fd: int, keys: VaultKeys) -> Probe:
     return Probe(Kind.FOREIGN, os.fstat(fd).st_size)
 
 
+def open_backing(path: str, flags: int) -> int:
+    """Open a backing file without touching its atime: the daemon's own reads (probes
+    on every stat, jobs) must not overwrite the access time users set (utimensat)."""
+    try:
+        return os.open(path, flags | os.O_NOFOLLOW | os.O_NOATIME)
+    except PermissionError:  # O_NOATIME needs ownership or CAP_FOWNER
+        return os.open(path, flags | os.O_NOFOLLOW)
+
+
 def cache_key(st: os.stat_result) -> tuple:
     return (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
 

@@ -8,6 +8,7 @@ otherwise, so they need no locks.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import stat
@@ -27,7 +28,7 @@ from sisafs.vault.store import (
     Probe,
     cache_key,
     commit_replacement,
-    fsync_dir,
+    open_backing,
     prepare_replacement,
     probe_fd,
     read_plaintext,
@@ -60,7 +61,7 @@ class Vault:
         key = cache_key(st)
         p = self._probes.get(key)
         if p is None:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+            fd = open_backing(path, os.O_RDONLY)
             try:
                 p = probe_fd(fd, self.keys)
             finally:
@@ -80,6 +81,15 @@ class Vault:
         except (DamagedFile, OSError):
             return st.st_size  # reads will give EIO; listing must still work
 
+    def public_size(self, ino: int, path: str, st: os.stat_result) -> int:
+        """st_size for users without the key: a protected image is its public bytes."""
+        try:
+            if self.probe(path, st).kind is Kind.PROTECTED:
+                return st.st_size
+        except (DamagedFile, OSError):
+            return st.st_size
+        return self.plain_size(ino, path, st)
+
     # -- open / close ----------------------------------------------------------------
     def open(self, ino: int, path: str, write: bool, truncate: bool) -> OpenFile:
         of = self._open.get(ino)
@@ -92,7 +102,7 @@ class Vault:
             self._to_block(ino, path)
             of.close()
             del self._open[ino]
-        fd = os.open(path, (os.O_RDWR if write else os.O_RDONLY) | os.O_NOFOLLOW)
+        fd = open_backing(path, (os.O_RDWR if write else os.O_RDONLY))
         try:
             of = self._make(ino, path, fd, write, truncate)
         except BaseException:
@@ -100,6 +110,32 @@ class Vault:
             raise
         self._open[ino] = of
         return self._ref(of, write)
+
+    def open_fd(self, ino: int) -> int | None:
+        """The backing descriptor of an open file (still usable after its unlink)."""
+        of = self._open.get(ino)
+        return of.fd if of is not None else None
+
+    def open_file(self, ino: int) -> OpenFile:
+        return self._open[ino]
+
+    def is_protected(self, ino: int, path: str) -> bool:
+        if ino in self._open and self._open[ino].block is not None:
+            return False  # being rewritten: a block file now
+        return self.probe(path, os.lstat(path)).kind is Kind.PROTECTED
+
+    def open_public(self, ino: int, path: str) -> OpenFile:
+        """A read-only view of a protected image's public bytes, for users without
+        the key; anything only stored encrypted is refused (EACCES)."""
+        fd = open_backing(path, os.O_RDONLY)
+        try:
+            kind = probe_fd(fd, self.keys).kind
+            if kind is not Kind.PROTECTED:
+                raise PermissionError(errno.EACCES, "stored encrypted: key holders only")
+        except BaseException:
+            os.close(fd)
+            raise
+        return self._ref(OpenFile(ino, fd, kind, public=True), False)
 
     def _make(self, ino: int, path: str, fd: int, write: bool, truncate: bool) -> OpenFile:
         p = probe_fd(fd, self.keys)
@@ -117,7 +153,7 @@ class Vault:
             if write:
                 os.close(fd)
                 self._to_block(ino, path)
-                fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW)
+                fd = open_backing(path, os.O_RDWR)
                 return OpenFile(ino, fd, Kind.BLOCK, BlockFile.open(fd, self.keys.block))
             return OpenFile(ino, fd, Kind.PROTECTED, restored=restore_fd(fd, self.keys, self.cache))
         raise DamagedFile(f"{path}: not a sisafs file (foreign content in the backing directory)")
@@ -137,7 +173,7 @@ class Vault:
     def _to_block(self, ino: int, path: str) -> None:
         """Turn a protected image back into a block file before it is modified."""
         st = os.lstat(path)
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        fd = open_backing(path, os.O_RDONLY)
         try:
             data = read_plaintext(fd, self.keys, self.cache)
         finally:
@@ -165,6 +201,7 @@ class Vault:
             self.release(of, wrote=True)
 
     def release(self, of: OpenFile, wrote: bool) -> None:
+        of.sync()
         of.refs -= 1
         if wrote:
             of.writers -= 1
@@ -187,7 +224,18 @@ class Vault:
         if is_image:
             self.submit(of.ino)
 
+    def flushed(self, of: OpenFile) -> None:
+        """close(2) returned to a writer: flag a written image pending now, not at
+        release (which the kernel sends later, asynchronously), so a daemon killed in
+        between leaves it for crash recovery to protect instead of unprotected."""
+        of.sync()
+        if of.block is None or not of.dirty or of.block.flags & FLAG_PENDING:
+            return
+        if of.size > 0 and sniff(of.head()) is not None:
+            of.block.set_flags((of.block.flags & ~FLAG_FAILED) | FLAG_PENDING)
+
     def fsync(self, of: OpenFile) -> None:
+        of.sync()
         os.fsync(of.fd)
 
     def _bump(self, ino: int) -> None:
@@ -216,7 +264,7 @@ class Vault:
         if path is None or self._gen.get(job.ino, 0) != job.generation:
             return None
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+            fd = open_backing(path, os.O_RDONLY)
         except OSError:
             return None
         try:
@@ -259,7 +307,10 @@ class Vault:
             return None
         new = commit_replacement(tmp, path)
         self.rebind(job.ino, new)
-        fsync_dir(os.path.dirname(path))
+        # No directory fsync here: this runs on the trio thread and would stall every
+        # FUSE request behind a journal commit. The temp file was fsynced before the
+        # rename, so after a crash the name holds either the protected image or the
+        # still-pending block file (queued again at mount); unmount ends in syncfs.
         return self._rel(path)
 
     def job_failed(self, job: Job, reason: str) -> str | None:
@@ -267,7 +318,7 @@ class Vault:
         if path is None or self._gen.get(job.ino, 0) != job.generation:
             return None
         try:
-            fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW)
+            fd = open_backing(path, os.O_RDWR)
         except OSError:
             return None
         try:

@@ -1,0 +1,42 @@
+"""Test-only fault hooks, loaded by the mount daemon and its worker processes when
+tests/fault_hooks is on their PYTHONPATH (tests/test_faults.py sets it). Production
+code carries no hooks: these patch functions by name at interpreter start.
+
+SISAFS_TEST_CRASH_ON=<sha256 prefix>: a worker process dies (os._exit) on that image.
+SISAFS_TEST_SLOW_COMMIT=<seconds>: a protected image is written to its temp file in
+  two halves with a pause between, so a test can kill the daemon mid-write.
+"""
+
+import os
+
+if os.environ.get("SISAFS_TEST_CRASH_ON"):
+    import hashlib
+
+    import sisafs.pipeline.worker as _worker
+
+    _protect = _worker.protect_image
+
+    def protect_image(data: bytes, *args, **kwargs):
+        if hashlib.sha256(data).hexdigest().startswith(os.environ["SISAFS_TEST_CRASH_ON"]):
+            os._exit(3)
+        return _protect(data, *args, **kwargs)
+
+    _worker.protect_image = protect_image
+
+if os.environ.get("SISAFS_TEST_SLOW_COMMIT"):
+    import time
+
+    import sisafs.vault.store as _store
+    import sisafs.vault.vault as _vault
+
+    _write = _store.write_bytes
+
+    def write_bytes(fd: int, data: bytes) -> None:
+        half = len(data) // 2
+        _write(fd, data[:half])
+        os.fsync(fd)
+        time.sleep(float(os.environ["SISAFS_TEST_SLOW_COMMIT"]))
+        _write(fd, data[half:])
+
+    _store.write_bytes = write_bytes
+    _vault.write_bytes = write_bytes
