@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-all bench lint clean
+.PHONY: install demo test test-all bench lint clean install-systemd man
 
 install: $(STAMP)
 
@@ -21,10 +21,30 @@ test-all: install
 	$(PY) -m pytest -q -m ""
 
 bench: install
-	$(PY) bench/copy_read.py
+	$(PY) bench/fs_bench.py
 
 lint: install
 	$(VENV)/bin/ruff check .
 
 clean:
 	rm -rf build demo .pytest_cache
+
+# systemd user unit (and, as root, the mount(8) helper for .mount/.automount units and
+# fstab). @SISAFS@ becomes this checkout's sisafs. Override SYSTEMD_USER_DIR, or set
+# MOUNT_HELPER_DIR= (empty) to skip the helper.
+SYSTEMD_USER_DIR ?= $(HOME)/.config/systemd/user
+MOUNT_HELPER_DIR ?= $(if $(filter 0,$(shell id -u)),/sbin,)
+SISAFS_BIN ?= $(abspath $(VENV)/bin/sisafs)
+
+install-systemd:
+	mkdir -p $(DESTDIR)$(SYSTEMD_USER_DIR)
+	sed 's|@SISAFS@|$(SISAFS_BIN)|g' systemd/sisafs@.service > $(DESTDIR)$(SYSTEMD_USER_DIR)/sisafs@.service
+	if [ -n "$(MOUNT_HELPER_DIR)" ]; then mkdir -p $(DESTDIR)$(MOUNT_HELPER_DIR) && \
+	  sed 's|@SISAFS@|$(SISAFS_BIN)|g' systemd/mount.fuse.sisafs > $(DESTDIR)$(MOUNT_HELPER_DIR)/mount.fuse.sisafs && \
+	  chmod 755 $(DESTDIR)$(MOUNT_HELPER_DIR)/mount.fuse.sisafs; fi
+	@echo "installed; now: systemctl --user daemon-reload (see docs/howto.md)"
+
+# The man page and docs/exit-codes.md, generated from the argparse parser and
+# sisafs.errors so they cannot drift (tests/test_docs_generated compares).
+man:
+	$(PY) -m sisafs.cli.manpage docs/man/sisafs.1 docs/exit-codes.md

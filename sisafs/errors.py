@@ -66,6 +66,12 @@ class DamageFound(SisafsError):
     exit_code = 18
 
 
+class SettingsError(SisafsError):
+    """`sisafs config` refused a setting (unknown name, bad value, bad directory)."""
+
+    exit_code = 19
+
+
 EXIT_CODES: dict[int, str] = {
     0: "success",
     1: "unexpected internal error (a bug: please report it with the log)",
@@ -79,4 +85,5 @@ EXIT_CODES: dict[int, str] = {
     16: "input file cannot be used (missing, not a JPEG/PNG, truncated)",
     17: "authentication failed: wrong key, or a tampered or truncated record",
     18: "fsck found damaged files",
+    19: "invalid setting (sisafs config): unknown name, bad value or directory",
 }

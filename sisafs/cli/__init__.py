@@ -15,7 +15,8 @@ import sys
 from sisafs import __version__
 from sisafs.errors import EXIT_CODES, SisafsError
 
-COMMAND_MODULES = ["vault_cmds", "file_cmds", "people_cmds"]
+COMMAND_MODULES = ["vault_cmds", "file_cmds", "people_cmds", "keys_cmds", "config_cmds",
+                   "report_cmds", "check_cmds"]
 
 
 def build_parser() -> argparse.ArgumentParser:

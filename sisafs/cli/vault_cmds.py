@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from sisafs.cli.common import passphrase_args, unlock
+from sisafs.cli.common import passphrase_args
+from sisafs.cli.keys_cmds import print_recovery_key, recovery_flag, unlock_vault
 from sisafs.errors import UsageError, VaultExistsError
 
 
@@ -23,12 +24,17 @@ def cmd_init(args) -> int:
         raise UsageError("--level must be between 1 and 5")
     pw = read_passphrase(args.passfile, args.extpass, confirm=True,
                          prompt="New vault passphrase: ")
-    config, _ = VaultConfig.create(pw, KdfParams.new(args.kdf))
+    config, master = VaultConfig.create(pw, KdfParams.new(args.kdf))
     config.settings["level"] = args.level
+    recovery = config.add_recovery(master) if args.recovery else None
+    config.changed = ""  # a new vault: no key has changed yet
     vault.mkdir(mode=0o700, parents=True, exist_ok=True)
     config.save(vault)
     print(f"Created vault {vault} (security level {args.level}). "
           f"Mount it with: sisafs mount {vault} MOUNTPOINT")
+    if recovery:
+        print()
+        print_recovery_key(vault, recovery)
     return 0
 
 
@@ -43,11 +49,11 @@ def cmd_mount(args) -> int:
     )
 
     vault, mp = Path(args.vault), Path(args.mountpoint)
-    config, master = unlock(vault, args)
+    config, master = unlock_vault(vault, args)
     check_mountpoint(mp)
     check_fuse()
     opts = MountOptions(vault.resolve(), mp.resolve(), args.foreground, args.allow_other,
-                        args.workers, args.debug)
+                        args.workers, args.debug, args.executor, args.ray_address)
     if args.foreground:
         setup_logging(opts)
         serve(opts, master, config, lambda _: None)
@@ -68,6 +74,12 @@ def cmd_unmount(args) -> int:
 def cmd_status(args) -> int:
     from sisafs import control
 
+    if args.watch or args.until_idle:
+        from sisafs.report.progress import watch
+
+        if args.interval <= 0:
+            raise UsageError("--interval must be positive")
+        return watch(Path(args.mountpoint), args.interval, args.until_idle)
     st = control.status(Path(args.mountpoint))
     if args.json:
         print(json.dumps(st, indent=2))
@@ -84,6 +96,8 @@ def register(sub) -> None:
     s.add_argument("vault")
     s.add_argument("--level", type=int, default=3, help="security level 1-5 (default 3)")
     s.add_argument("--kdf", choices=["argon2id", "scrypt"], default="argon2id")
+    s.add_argument("--recovery", action="store_true",
+                   help="also create a recovery key, printed once (see 'sisafs recovery')")
     passphrase_args(s)
     s.set_defaults(func=cmd_init)
 
@@ -94,8 +108,14 @@ def register(sub) -> None:
     s.add_argument("--allow-other", action="store_true",
                    help="let other users see the protected images")
     s.add_argument("--workers", type=int, help="worker processes (default: CPU cores)")
+    s.add_argument("--executor", choices=["local", "ray"],
+                   help="where photos are protected: local processes, or Ray actors "
+                        "(default: the vault config's executor, else local)")
+    s.add_argument("--ray-address", metavar="ADDR",
+                   help="head of a running Ray cluster (host:port, or 'auto')")
     s.add_argument("--debug", action="store_true")
     passphrase_args(s)
+    recovery_flag(s)
     s.set_defaults(func=cmd_mount)
 
     s = sub.add_parser("unmount", aliases=["umount"],
@@ -106,4 +126,10 @@ def register(sub) -> None:
     s = sub.add_parser("status", help="queue depth, done, failed, per-path state")
     s.add_argument("mountpoint")
     s.add_argument("--json", action="store_true")
+    s.add_argument("--watch", action="store_true",
+                   help="live view (queue, rate, ETA, failures) until Ctrl-C")
+    s.add_argument("--until-idle", action="store_true",
+                   help="watch, and exit once the queue is empty")
+    s.add_argument("--interval", type=float, default=1.0, metavar="SECONDS",
+                   help="refresh period of --watch (default 1)")
     s.set_defaults(func=cmd_status)

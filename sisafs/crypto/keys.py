@@ -8,6 +8,9 @@ with its content and filename keys).
 from __future__ import annotations
 
 import base64
+import binascii
+import hashlib
+import hmac
 import os
 from dataclasses import dataclass
 
@@ -105,3 +108,58 @@ def subkey(master: bytes, purpose: bytes, salt: bytes | None = None) -> bytes:
     """A 256-bit key for one purpose (and optionally one file, through `salt`)."""
     return HKDF(algorithm=hashes.SHA256(), length=KEY_BYTES, salt=salt, info=purpose).derive(
         master)
+
+
+# -- recovery keys ---------------------------------------------------------------------
+# A recovery key is 256 random bits, so unlike a passphrase it needs no slow KDF: HKDF
+# with a per-slot salt turns it into the key-encryption key of its slot. It is written
+# for humans as 14 groups of 4 base32 characters: the key and a 3-byte checksum, so a
+# typo is reported as a typo rather than as a wrong key.
+
+PURPOSE_RECOVERY = b"sisafs recovery slot v1"
+RECOVERY_CHECK_BYTES = 3
+_B32_FIXUPS = str.maketrans({"0": "O", "1": "I", "8": "B"})
+
+
+def _recovery_check(key: bytes) -> bytes:
+    return hashlib.sha256(b"sisafs recovery key\0" + key).digest()[:RECOVERY_CHECK_BYTES]
+
+
+def new_recovery_key() -> bytes:
+    return os.urandom(KEY_BYTES)
+
+
+def format_recovery_key(key: bytes) -> str:
+    """The recovery key as the user writes it down: `ABCD-EFGH-...` (14 groups)."""
+    if len(key) != KEY_BYTES:
+        raise ValueError("a recovery key is 32 bytes")
+    text = base64.b32encode(key + _recovery_check(key)).decode()
+    return "-".join(text[i : i + 4] for i in range(0, len(text), 4))
+
+
+def parse_recovery_key(text: str | bytes) -> bytes | None:
+    """The 32-byte key if `text` is a well-formed recovery key, else None.
+
+    Spaces, dashes and case are ignored and the digits 0/1/8 read as O/I/B, so a key
+    copied from paper still works; the checksum rejects anything else (including every
+    ordinary passphrase, save with odds of 1 in 2^24)."""
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("ascii")
+        except UnicodeDecodeError:
+            return None
+    clean = "".join(text.split()).replace("-", "").upper().translate(_B32_FIXUPS)
+    if len(clean) != 56:
+        return None
+    try:
+        raw = base64.b32decode(clean)
+    except (ValueError, binascii.Error):
+        return None
+    key, check = raw[:KEY_BYTES], raw[KEY_BYTES:]
+    return key if hmac.compare_digest(check, _recovery_check(key)) else None
+
+
+def recovery_kek(key: bytes, salt: bytes) -> bytes:
+    """Key-encryption key of a recovery slot (HKDF: the key is already full entropy)."""
+    return HKDF(algorithm=hashes.SHA256(), length=KEY_BYTES, salt=salt,
+                info=PURPOSE_RECOVERY).derive(key)

@@ -3,25 +3,50 @@
 Modelled on gocryptfs.conf: feature flags name every on-disk format the vault uses, and a
 flag this version does not know refuses the mount rather than misreading data. The file
 is replaced atomically (temp file, fsync, rename) so a crash never leaves half a config.
+
+Key slots: the passphrase slot lives at the top level (`kdf`, `wrapped_key`) exactly as in
+the first config layout, so every older config still loads. A vault with a recovery key
+also has a `key_slots` list and the "key-slots-v1" flag, so an older sisafs that would
+not understand the list refuses the vault instead of ignoring a slot. Every slot wraps
+the same master key: changing a passphrase rewrites one slot and no data.
+
+Settings that change how images are protected and that an older sisafs would silently
+ignore (a `look`, per-directory overrides) add the "settings-v2" flag for the same reason:
+ignoring them would weaken protection without anyone noticing.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
+import datetime
+import fcntl
 import json
 import os
+import posixpath
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from sisafs.crypto.errors import WrongPassphrase
-from sisafs.crypto.keys import KdfParams, unwrap_key, wrap_key
+from sisafs.crypto.keys import (
+    KdfParams,
+    new_recovery_key,
+    parse_recovery_key,
+    recovery_kek,
+    unwrap_key,
+    wrap_key,
+)
 from sisafs.errors import ConfigError, WrongPassphraseError
 from sisafs.vault.layout import CONFIG_NAME
 
 FORMAT = "sisafs-vault"
 VERSION = 1
+FLAG_KEY_SLOTS = "key-slots-v1"
+FLAG_SETTINGS_V2 = "settings-v2"
 KNOWN_FLAGS = frozenset({"block-file-v1", "restore-record-v1", "kdf-argon2id", "kdf-scrypt",
-                         "people-store-v1"})
+                         "people-store-v1", FLAG_KEY_SLOTS, FLAG_SETTINGS_V2})
 DEFAULT_SETTINGS: dict = {
     "level": 3,
     "workers": 0,  # 0 = one per CPU core
@@ -29,6 +54,35 @@ DEFAULT_SETTINGS: dict = {
     "detectors": {},  # sisafs.detect.stack.DetectorSettings, defaults when empty
     "preferences": {},  # sisafs.rank.Preferences, defaults when empty
 }
+# What a per-directory override may change (the rest is per vault: workers, cache).
+DIRECTORY_KEYS = ("level", "look", "detectors", "preferences")
+SETTINGS_V2_KEYS = ("look", "directories")
+
+
+@dataclass
+class KeySlot:
+    """An extra way to unwrap the master key. Only "recovery" exists today."""
+
+    kind: str
+    salt: bytes
+    wrapped_key: bytes
+    created: str = ""
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "salt": base64.b64encode(self.salt).decode(),
+                "wrapped_key": base64.b64encode(self.wrapped_key).decode(),
+                "created": self.created}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> KeySlot:
+        if d["kind"] != "recovery":
+            raise ValueError(f"unknown key slot kind {d['kind']!r}")
+        return cls(d["kind"], base64.b64decode(d["salt"]), base64.b64decode(d["wrapped_key"]),
+                   d.get("created", ""))
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
 
 @dataclass
@@ -38,6 +92,8 @@ class VaultConfig:
     flags: list[str]
     settings: dict = field(default_factory=lambda: dict(DEFAULT_SETTINGS))
     created: str = ""
+    slots: list[KeySlot] = field(default_factory=list)
+    changed: str = ""  # when a key slot was last rewritten (passwd, recovery)
 
     @staticmethod
     def path(vault: Path) -> Path:
@@ -46,28 +102,90 @@ class VaultConfig:
     @classmethod
     def create(cls, passphrase: bytes, kdf: KdfParams) -> tuple[VaultConfig, bytes]:
         """A new config with a fresh random master key; returns (config, master key)."""
-        import datetime
-
         master = os.urandom(32)
         flags = ["block-file-v1", "restore-record-v1", "people-store-v1",
                  f"kdf-{kdf.algorithm}"]
-        cfg = cls(kdf, wrap_key(master, kdf.derive(passphrase)), flags,
-                  created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"))
+        cfg = cls(kdf, wrap_key(master, kdf.derive(passphrase)), flags, created=_now())
         return cfg, master
 
-    def unlock(self, passphrase: bytes) -> bytes:
+    # -- key slots -------------------------------------------------------------------
+    def unlock(self, passphrase: bytes, recovery_only: bool = False) -> bytes:
+        """The master key from the passphrase or, where it is one, the recovery key.
+
+        A secret that parses as a recovery key (its checksum holds) tries the recovery
+        slot first: that costs one HKDF, while the passphrase slot costs a full Argon2id."""
+        recovery = parse_recovery_key(passphrase)
+        if recovery is not None:
+            for slot in self.slots:
+                try:
+                    return unwrap_key(slot.wrapped_key, recovery_kek(recovery, slot.salt))
+                except WrongPassphrase:
+                    continue
+        if recovery_only:
+            if recovery is None:
+                raise WrongPassphraseError("not a recovery key (expected 14 groups of 4 "
+                                           "characters; check for a typo)")
+            raise WrongPassphraseError("wrong recovery key (it is well formed, but not "
+                                       "this vault's)")
         try:
             return unwrap_key(self.wrapped_key, self.kdf.derive(passphrase))
         except WrongPassphrase as e:
             raise WrongPassphraseError(str(e)) from None
 
+    def set_passphrase(self, master: bytes, passphrase: bytes, kdf: KdfParams) -> None:
+        """Re-wrap the master key under a new passphrase (fresh salt); nothing else."""
+        self.flags = [f for f in self.flags if not f.startswith("kdf-")]
+        self.flags.append(f"kdf-{kdf.algorithm}")
+        self.kdf, self.wrapped_key = kdf, wrap_key(master, kdf.derive(passphrase))
+        self.changed = _now()
+
+    def add_recovery(self, master: bytes) -> str:
+        """Replace any recovery slot with a new one; returns the key, shown once."""
+        from sisafs.crypto.keys import format_recovery_key
+
+        key, salt = new_recovery_key(), os.urandom(16)
+        self.slots = [s for s in self.slots if s.kind != "recovery"]
+        self.slots.append(KeySlot("recovery", salt, wrap_key(master, recovery_kek(key, salt)),
+                                  _now()))
+        self.changed = _now()
+        self._sync_flags()
+        return format_recovery_key(key)
+
+    def remove_recovery(self) -> bool:
+        before = len(self.slots)
+        self.slots = [s for s in self.slots if s.kind != "recovery"]
+        self._sync_flags()
+        return len(self.slots) != before
+
+    @property
+    def has_recovery(self) -> bool:
+        return any(s.kind == "recovery" for s in self.slots)
+
+    def _sync_flags(self) -> None:
+        """Name exactly the optional features in use, so configs without them stay
+        readable by the sisafs that wrote the first layout."""
+        wanted = {FLAG_KEY_SLOTS: bool(self.slots),
+                  FLAG_SETTINGS_V2: any(self.settings.get(k) for k in SETTINGS_V2_KEYS)}
+        for flag, on in wanted.items():
+            if on and flag not in self.flags:
+                self.flags.append(flag)
+            elif not on and flag in self.flags:
+                self.flags.remove(flag)
+
+    # -- file ------------------------------------------------------------------------
     def to_json(self) -> str:
-        return json.dumps({
+        self._sync_flags()
+        d: dict[str, Any] = {
             "format": FORMAT, "version": VERSION, "feature_flags": self.flags,
             "created": self.created, "kdf": self.kdf.to_dict(),
             "wrapped_key": base64.b64encode(self.wrapped_key).decode(),
-            "settings": self.settings,
-        }, indent=2) + "\n"
+        }
+        if self.slots:
+            d["key_slots"] = [s.to_dict() for s in self.slots]
+        if self.changed:
+            d["keys_changed"] = self.changed
+        d["settings"] = self.settings
+        return json.dumps(d, indent=2) + "\n"
 
     @classmethod
     def load(cls, vault: Path) -> VaultConfig:
@@ -93,10 +211,13 @@ class VaultConfig:
             if unknown:
                 raise ConfigError(f"{p}: unknown feature flags {', '.join(unknown)}: this vault "
                                   "needs a newer sisafs; refusing to touch it")
+            if "key_slots" in d and FLAG_KEY_SLOTS not in flags:
+                raise ConfigError(f"{p}: key_slots without the {FLAG_KEY_SLOTS} flag")
             settings = dict(DEFAULT_SETTINGS)
             settings.update(d.get("settings") or {})
+            slots = [KeySlot.from_dict(s) for s in d.get("key_slots", [])]
             return cls(KdfParams.from_dict(d["kdf"]), base64.b64decode(d["wrapped_key"]),
-                       flags, settings, d.get("created", ""))
+                       flags, settings, d.get("created", ""), slots, d.get("keys_changed", ""))
         except ConfigError:
             raise
         except (ValueError, KeyError, TypeError) as e:
@@ -104,6 +225,19 @@ class VaultConfig:
 
     def save(self, vault: Path) -> None:
         atomic_write(self.path(vault), self.to_json().encode(), mode=0o600)
+
+
+@contextlib.contextmanager
+def locked(vault: Path) -> Iterator[None]:
+    """Hold the vault's config lock (flock on the vault directory itself, so no lock
+    file appears in the backing tree): two `passwd`/`config` runs must not both read the
+    old config and each save their own change over the other's."""
+    fd = os.open(vault, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
@@ -122,3 +256,116 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
         os.fsync(dfd)
     finally:
         os.close(dfd)
+
+
+# -- settings --------------------------------------------------------------------------
+def normalize_dir(relpath: str) -> str:
+    """A directory key as stored: relative to the vault root, '/'-separated, no '.',
+    '..' or trailing slash. Raises ValueError for paths that leave the vault."""
+    norm = posixpath.normpath(relpath.replace(os.sep, "/").strip("/")) if relpath else ""
+    if norm in ("", "."):
+        raise ValueError("a directory override needs a subdirectory (use the vault-wide "
+                         "setting for the root)")
+    if norm == ".." or norm.startswith("../"):
+        raise ValueError(f"{relpath!r} is outside the vault")
+    return norm
+
+
+def _merge(base: dict, override: dict) -> dict:
+    out = dict(base)
+    for key, value in override.items():
+        if key in ("detectors", "preferences") and isinstance(value, dict):
+            out[key] = {**(out.get(key) or {}), **value}
+        else:
+            out[key] = value
+    return out
+
+
+def effective_settings(settings: dict, relpath: str) -> dict:
+    """The settings that apply to the file at `relpath` (relative to the vault root).
+
+    Vault-wide settings, then each enclosing directory's override from the outermost to
+    the innermost ("Family" then "Family/2024"); directories match whole path components
+    only. Returns level, look (resolved from the level when not set), detectors and
+    preferences, ready for DetectorSettings/Preferences.from_dict. Pure: the worker calls
+    it per job with the path of the file it protects."""
+    from sisafs.rank import look_for_level
+
+    out = {"level": int(settings.get("level", 3)), "look": settings.get("look"),
+           "detectors": dict(settings.get("detectors") or {}),
+           "preferences": dict(settings.get("preferences") or {})}
+    directories = settings.get("directories") or {}
+    parts = [p for p in posixpath.normpath(relpath.strip("/")).split("/") if p not in ("", ".")]
+    for depth in range(1, len(parts)):
+        override = directories.get("/".join(parts[:depth]))
+        if override:
+            out = _merge(out, override)
+    if not out["look"]:
+        out["look"] = look_for_level(out["level"])
+    return out
+
+
+def _check_int(name: str, value: Any, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValueError(f"{name} must be an integer from {low} to {high}, not {value!r}")
+
+
+def _check_protection(where: str, s: dict) -> None:
+    from sisafs.detect.stack import DetectorSettings
+    from sisafs.formats.looks import LOOKS
+    from sisafs.rank import Preferences
+
+    if "level" in s:
+        _check_int(f"{where}level", s["level"], 1, 5)
+    look = s.get("look")
+    if look is not None and look not in LOOKS:
+        raise ValueError(f"{where}look must be one of {', '.join(LOOKS)}, not {look!r}")
+    for key, parse in (("detectors", DetectorSettings.from_dict),
+                       ("preferences", Preferences.from_dict)):
+        try:
+            parse(s.get(key) or {})
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"{where}{key}: {e}") from None
+
+
+def _check_executor(settings: dict) -> None:
+    """settings["executor"] belongs to sisafs/pipeline/executor.py, which validates it."""
+    from sisafs.errors import SisafsError
+    from sisafs.pipeline.executor import ExecutorSpec
+
+    try:
+        ExecutorSpec.from_settings(settings)
+    except SisafsError as e:
+        raise ValueError(str(e)) from None
+
+
+def validate_settings(settings: dict) -> None:
+    """Raise ValueError naming the first bad setting; accept every valid config.
+
+    Each directory override is checked merged with the vault-wide settings, as the
+    worker will see it, so an override cannot produce an invalid combination (a name
+    both always and never protected, say)."""
+    known = set(DEFAULT_SETTINGS) | {"look", "directories", "executor"}
+    unknown = sorted(set(settings) - known)
+    if unknown:
+        raise ValueError(f"unknown setting(s): {', '.join(unknown)}")
+    _check_int("workers", settings.get("workers", 0), 0, 256)
+    _check_int("cache_mb", settings.get("cache_mb", 256), 0, 1 << 20)
+    _check_protection("", settings)
+    if settings.get("executor") is not None:
+        _check_executor(settings)
+    directories = settings.get("directories") or {}
+    if not isinstance(directories, dict):
+        raise ValueError("directories must be an object of SUBDIR: {settings}")
+    for name, override in directories.items():
+        if normalize_dir(name) != name:
+            raise ValueError(f"directory {name!r} is not normalised "
+                             f"(expected {normalize_dir(name)!r})")
+        if not isinstance(override, dict):
+            raise ValueError(f"directories[{name!r}] must be an object")
+        bad = sorted(set(override) - set(DIRECTORY_KEYS))
+        if bad:
+            raise ValueError(f"directories[{name!r}]: {', '.join(bad)} cannot be set per "
+                             f"directory (only {', '.join(DIRECTORY_KEYS)})")
+        _check_protection(f"directories[{name!r}].", override)
+        _check_protection(f"directories[{name!r}].", effective_settings(settings, f"{name}/x"))

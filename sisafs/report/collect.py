@@ -1,0 +1,160 @@
+"""Gather what the report shows: every file of a vault, what protects it, and (for key
+holders) its original.
+
+Works on a vault directory or on a mount: a mount names its vault through the control
+file and adds each path's queue state (pending, failed). Nothing here needs the key
+except restoring originals: region positions and labels are in the clear record header,
+which is exactly what the threat model says the backing directory reveals.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sisafs.report.thumbs import Thumb, make_thumb
+from sisafs.vault.layout import CONFIG_NAME, PRIVATE_DIR, TMP_PREFIX
+
+
+@dataclass
+class Entry:
+    relpath: str
+    size: int
+    kind: str  # "protected", "encrypted" (stored whole), "image-unprotected"
+    level: int
+    state: str = ""  # the mount's queue state, when reported through a mount
+    format: str = ""
+    path: str = ""  # "selective" / "fallback"
+    regions: list[dict] = field(default_factory=list)
+    public: Thumb | None = None  # with the region boxes, upright
+    original: Thumb | None = None
+    note: str = ""  # why no original is shown, or what went wrong
+
+
+@dataclass
+class Report:
+    vault: Path
+    mountpoint: Path | None
+    level: int
+    entries: list[Entry]
+
+    @property
+    def photos(self) -> list[Entry]:
+        return [e for e in self.entries if e.kind != "encrypted"]
+
+    def counts(self) -> dict[str, Counter]:
+        """Regions per label, photos per label, files per protection path and level."""
+        labels, photos, paths, levels = Counter(), Counter(), Counter(), Counter()
+        for e in self.entries:
+            paths[e.path or e.kind] += 1
+            if e.kind == "encrypted":
+                continue
+            levels[e.level] += 1
+            seen = {r["label"] for r in e.regions}
+            labels.update(r["label"] for r in e.regions)
+            photos.update(seen)
+        return {"regions": labels, "photos": photos, "paths": paths, "levels": levels}
+
+
+def resolve(target: Path) -> tuple[Path, Path | None, dict[str, str]]:
+    """(vault directory, mountpoint or None, per-path queue states) for either kind."""
+    from sisafs import control
+    from sisafs.errors import NotMountedError, UsageError
+
+    if (target / CONFIG_NAME).is_file():
+        return target, None, {}
+    try:
+        st = control.status(target)
+    except NotMountedError:
+        raise UsageError(f"{target}: neither a vault (no {CONFIG_NAME}) nor a sisafs "
+                         "mount") from None
+    return Path(st["vault"]), target, dict(st.get("paths") or {})
+
+
+def walk(vault: Path) -> list[str]:
+    """Relative paths of the user's files in the backing directory, sorted."""
+    out = []
+    for dirpath, dirnames, filenames in os.walk(vault):
+        rel = os.path.relpath(dirpath, vault)
+        at_root = rel == "."
+        dirnames[:] = sorted(d for d in dirnames if not (at_root and d == PRIVATE_DIR)
+                             and not d.startswith(TMP_PREFIX))
+        for name in filenames:
+            if name.startswith((TMP_PREFIX, f".{CONFIG_NAME}.tmp")) or (
+                    at_root and name == CONFIG_NAME):
+                continue
+            out.append(name if at_root else f"{rel}/{name}")
+    return sorted(out)
+
+
+def _original(entry: Entry, data: bytes, image_key: bytes | None,
+               mountpoint: Path | None) -> bytes | None:
+    from sisafs.formats import codec
+    from sisafs.formats.errors import RecordError
+
+    if image_key is not None:
+        try:
+            return codec.restore(data, image_key)
+        except RecordError as e:
+            entry.note = f"restore FAILED: {e}"
+    elif mountpoint is not None:
+        # The mount serves originals to the user who unlocked it; to anyone else it
+        # serves the protected bytes, and then there is no original to show.
+        try:
+            through = (mountpoint / entry.relpath).read_bytes()
+        except OSError as e:
+            entry.note = f"cannot read through the mount: {e.strerror}"
+            return None
+        if through != data:
+            return through
+        entry.note = "the mount serves only the protected image to this user"
+    return None
+
+
+def _thumb(entry: Entry, data: bytes, side: int, regions: list[dict] | None) -> Thumb | None:
+    try:
+        return make_thumb(data, side, regions)
+    except ValueError as e:
+        entry.note = f"{entry.note}; {e}" if entry.note else str(e)
+        return None
+
+
+def collect(target: Path, image_key: bytes | None = None, originals_from_mount: bool = True,
+            limit: int | None = None, side: int = 360) -> Report:
+    """One Entry per file, with thumbnails `side` px on the long edge. Files are read
+    one at a time and only thumbnails are kept, so a large vault needs little memory."""
+    from sisafs.formats import codec
+    from sisafs.formats.errors import RecordError
+    from sisafs.vault.config import VaultConfig, effective_settings
+
+    vault, mountpoint, states = resolve(Path(target))
+    settings = VaultConfig.load(vault).settings
+    entries = []
+    for rel in walk(vault):
+        path = vault / rel
+        try:
+            data = path.read_bytes()
+        except OSError:
+            continue  # replaced or removed while we walked
+        level = int(effective_settings(settings, rel)["level"])
+        entry = Entry(rel, len(data), "encrypted", level, states.get(rel, ""))
+        if codec.sniff(data[:16]) is not None:
+            try:
+                info = codec.inspect(data)
+            except RecordError:
+                entry.kind = "image-unprotected"
+                entry.note = "an image without a restore record: not written through sisafs?"
+            else:
+                entry.kind, entry.format, entry.path = "protected", info["format"], info["path"]
+                entry.regions = list(info["regions"])
+                original = _original(entry, data, image_key,
+                                     mountpoint if originals_from_mount else None)
+                if original is not None:
+                    entry.original = _thumb(entry, original, side, None)
+            entry.public = _thumb(entry, data, side, entry.regions)
+        entries.append(entry)
+        if limit is not None and len([e for e in entries if e.kind != "encrypted"]) >= limit:
+            break
+    return Report(vault, mountpoint, int(settings.get("level", 3)), entries)
