@@ -246,21 +246,20 @@ class Operations(pyfuse3.Operations):
         os.link(self.inodes.path(inode), path, follow_symlinks=False)
         return self._entry(new_parent_inode, n, ctx)
 
-    @translate
-    async def unlink(self, parent_inode, name, ctx):
+    def _remove(self, parent_inode: int, name: bytes, remove) -> None:
         n = self._name(parent_inode, name)
         path = self.inodes.child_path(parent_inode, n)
         ino = self.inodes.ino_of_backing(os.lstat(path))
-        os.unlink(path)
+        remove(path)
         self.inodes.unlinked(parent_inode, n, ino)
 
     @translate
+    async def unlink(self, parent_inode, name, ctx):
+        self._remove(parent_inode, name, os.unlink)
+
+    @translate
     async def rmdir(self, parent_inode, name, ctx):
-        n = self._name(parent_inode, name)
-        path = self.inodes.child_path(parent_inode, n)
-        ino = self.inodes.ino_of_backing(os.lstat(path))
-        os.rmdir(path)
-        self.inodes.unlinked(parent_inode, n, ino)
+        self._remove(parent_inode, name, os.rmdir)
 
     @translate
     async def rename(self, parent_inode_old, name_old, parent_inode_new, name_new, flags, ctx):
