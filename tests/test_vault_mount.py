@@ -160,3 +160,19 @@ def test_fusermount_alone_loses_nothing(vault, corpus):
     for src in images:
         assert sha256(vault.mnt / src.name) == sha256(src)
     vault.unmount()
+
+
+def test_image_over_the_size_cap_stays_encrypted_whole(vault, corpus):
+    run("config", str(vault.dir), "--set", "max_image_mb=1")
+    big = (corpus / "exif_Xiaomi_Mi_9T.jpg").read_bytes()  # 4 MB
+    small = (corpus / "dn_person.jpg").read_bytes()
+    vault.mount()
+    (vault.mnt / "big.jpg").write_bytes(big)
+    (vault.mnt / "small.jpg").write_bytes(small)
+    vault.unmount()
+    assert (vault.dir / "big.jpg").read_bytes()[:5] == b"SISAB"  # never in plain
+    assert (vault.dir / "small.jpg").read_bytes()[:3] == b"\xff\xd8\xff"
+    vault.mount()
+    assert (vault.mnt / "big.jpg").read_bytes() == big
+    assert vault.status()["queued"] == 0
+    vault.unmount()

@@ -14,7 +14,7 @@ from typing import Any
 
 from sisafs.errors import SettingsError
 
-SCALARS = ("level", "look", "workers", "cache_mb")
+SCALARS = ("level", "look", "workers", "cache_mb", "max_image_mb")
 PREF_LISTS = ("priority", "always", "never")
 
 

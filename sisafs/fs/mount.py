@@ -118,7 +118,8 @@ def serve(opts: MountOptions, master: bytes, config: VaultConfig, ready) -> None
     # Held (shared) until this process exits: a bulk run cannot write under a mount.
     lock_fd = lock_vault(Path(root), shared=True)
     wcfg = WorkerConfig.for_vault(root, keys, settings)
-    vault = Vault(root, keys, int(settings.get("cache_mb", 256)) << 20)
+    vault = Vault(root, keys, int(settings.get("cache_mb", 256)) << 20,
+                  int(settings.get("max_image_mb", 256)) << 20)
     pool = make_executor(wcfg, spec)
     workers = pool.workers
     # One runner per job in flight: the executor's width, so staged files (encrypted,

@@ -51,6 +51,7 @@ DEFAULT_SETTINGS: dict = {
     "level": 3,
     "workers": 0,  # 0 = one per CPU core
     "cache_mb": 256,
+    "max_image_mb": 256,  # larger images stay encrypted whole (a job holds one in memory)
     "detectors": {},  # sisafs.detect.stack.DetectorSettings, defaults when empty
     "preferences": {},  # sisafs.rank.Preferences, defaults when empty
 }
@@ -351,6 +352,7 @@ def validate_settings(settings: dict) -> None:
         raise ValueError(f"unknown setting(s): {', '.join(unknown)}")
     _check_int("workers", settings.get("workers", 0), 0, 256)
     _check_int("cache_mb", settings.get("cache_mb", 256), 0, 1 << 20)
+    _check_int("max_image_mb", settings.get("max_image_mb", 256), 1, 1 << 16)
     _check_protection("", settings)
     if settings.get("executor") is not None:
         _check_executor(settings)

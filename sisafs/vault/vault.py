@@ -17,6 +17,7 @@ from collections.abc import Callable
 from sisafs.crypto.blockfile import FLAG_FAILED, FLAG_PENDING, BlockFile
 from sisafs.crypto.errors import AuthenticationFailed
 from sisafs.formats.codec import sniff
+from sisafs.formats.errors import UnsupportedImage
 from sisafs.pipeline.queue import Job, JobQueue
 from sisafs.pipeline.worker import JobResult
 from sisafs.vault.cache import RestoreCache
@@ -42,9 +43,11 @@ log = logging.getLogger(__name__)
 
 
 class Vault:
-    def __init__(self, root: str, keys: VaultKeys, cache_bytes: int = 256 << 20):
+    def __init__(self, root: str, keys: VaultKeys, cache_bytes: int = 256 << 20,
+                 max_image_bytes: int = 256 << 20):
         self.root = root
         self.keys = keys
+        self.max_image_bytes = max_image_bytes
         self.cache = RestoreCache(cache_bytes)
         self.queue: JobQueue | None = None
         self.resolve: Callable[[int], str | None] = lambda ino: None
@@ -273,7 +276,12 @@ class Vault:
             if p.kind is not Kind.BLOCK or not p.flags & FLAG_PENDING:
                 return None
             if st.st_nlink > 1:
-                raise DamagedFile("hard-linked files stay encrypted whole")
+                raise UnsupportedImage("hard-linked files stay encrypted whole")
+            if p.plain_size > self.max_image_bytes:
+                # A job holds the whole image in memory, twice: past this size the
+                # file is kept encrypted whole instead.
+                raise UnsupportedImage(f"{p.plain_size >> 20} MiB is over max_image_mb "
+                                       f"({self.max_image_bytes >> 20} MiB); kept encrypted whole")
             return path, BlockFile.open(fd, self.keys.block).read_all()
         finally:
             os.close(fd)
