@@ -51,7 +51,6 @@ DEFAULT_SETTINGS: dict = {
     "level": 3,
     "workers": 0,  # 0 = one per CPU core
     "cache_mb": 256,
-    "max_image_mb": 256,  # larger images stay encrypted whole (a job holds one in memory)
     "detectors": {},  # sisafs.detect.stack.DetectorSettings, defaults when empty
     "preferences": {},  # sisafs.rank.Preferences, defaults when empty
 }
@@ -346,7 +345,10 @@ def validate_settings(settings: dict) -> None:
     Each directory override is checked merged with the vault-wide settings, as the
     worker will see it, so an override cannot produce an invalid combination (a name
     both always and never protected, say)."""
-    known = set(DEFAULT_SETTINGS) | {"look", "directories", "executor"}
+    # Optional settings, absent from DEFAULT_SETTINGS so that old configs re-save byte
+    # for byte: max_image_mb (default 256): larger images stay encrypted whole, since a
+    # job holds the whole image in memory.
+    known = set(DEFAULT_SETTINGS) | {"look", "directories", "executor", "max_image_mb"}
     unknown = sorted(set(settings) - known)
     if unknown:
         raise ValueError(f"unknown setting(s): {', '.join(unknown)}")
