@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sisafs.crypto.blockfile import FLAG_FAILED, FLAG_PENDING, BlockFile
 from sisafs.crypto.errors import AuthenticationFailed
-from sisafs.fs.xattrs import PREFIX as XATTR_PREFIX
 from sisafs.vault.keys import VaultKeys
-from sisafs.vault.layout import CONFIG_NAME, PRIVATE_DIR, TMP_PREFIX
 from sisafs.vault.store import DamagedFile, Kind, open_backing, probe_fd, restore_fd
+from sisafs.vault.tree import walk
+from sisafs.vault.xattrs import PREFIX as XATTR_PREFIX
 
 CHUNK = 1 << 20
 
@@ -45,17 +45,6 @@ class FsckReport:
     @property
     def clean(self) -> bool:
         return not self.damaged
-
-
-def _walk(root: str) -> Iterator[tuple[str, str]]:
-    """(backing path, relative path) of every entry users can see, dirs included."""
-    for dirpath, dirnames, filenames in os.walk(root):
-        if dirpath == root:
-            dirnames[:] = [d for d in dirnames if d != PRIVATE_DIR]
-            filenames = [f for f in filenames if f != CONFIG_NAME]
-        for name in sorted(dirnames) + sorted(filenames):
-            path = os.path.join(dirpath, name)
-            yield path, os.path.relpath(path, root)
 
 
 def _check_block(fd: int, keys: VaultKeys, report: FsckReport) -> None:
@@ -100,9 +89,10 @@ def check_vault(root: str, keys: VaultKeys,
                 progress: Callable[[str], None] | None = None) -> FsckReport:
     """Check every file under `root`; never raises for a damaged file, only reports it."""
     report = FsckReport()
-    for path, rel in _walk(root):
+    for e in walk(root):
+        path, rel = e.path, e.rel
         st = os.lstat(path)
-        if os.path.basename(path).startswith(TMP_PREFIX):
+        if e.is_leftover:
             report.leftovers.append(rel)
             continue
         problem = None

@@ -49,14 +49,14 @@ def cmd_protect(args) -> int:
 
 def cmd_protect_tree(args) -> int:
     """Bulk mode: a whole existing tree into a vault's backing layout (see
-    sisafs/pipeline/bulk.py); exit 0 when every file is stored, 1 when some could
+    sisafs/vault/bulk.py); exit 0 when every file is stored, 1 when some could
     not be (unreadable, special files), 130 when interrupted (re-run to finish)."""
     import sys
 
-    from sisafs.pipeline.bulk import exclusive_vault, protect_tree
     from sisafs.pipeline.executor import ExecutorSpec, make_executor
-    from sisafs.pipeline.worker import WorkerConfig
+    from sisafs.vault.bulk import exclusive_vault, protect_tree
     from sisafs.vault.keys import VaultKeys
+    from sisafs.vault.session import worker_config
 
     if args.input is not None or args.output is not None:
         raise UsageError("--recursive takes SRC_DIR and --vault V, no IN OUT")
@@ -73,7 +73,7 @@ def cmd_protect_tree(args) -> int:
     spec = ExecutorSpec.from_settings(config.settings).override(
         args.executor, args.ray_address, args.workers)
     with exclusive_vault(vault):
-        wcfg = WorkerConfig.for_vault(vault, keys, config.settings, args.level)
+        wcfg = worker_config(vault, keys, config.settings, args.level)
         executor = make_executor(wcfg, spec)
         try:
             summary = protect_tree(src, vault, keys, executor,

@@ -9,8 +9,12 @@ backing file cut at a block boundary is detected instead of read as a shorter fi
 
 Layout (all integers big-endian):
 
-    header (48 bytes): b"SISAB" | version u8 | flags u8 | 0 u8 | file_id (16) | size u64 |
-                       HMAC-SHA256(header[0:32])[:16]
+    header (48 bytes): b"SISAB" | version u8 | flags u8 | attempts u8 | file_id (16) |
+                       size u64 | HMAC-SHA256(header[0:32])[:16]
+
+`attempts` counts how often the workers failed to protect an image (0 in files written
+before it existed), so a failed image is retried at later mounts a bounded number of
+times.
     slot i at 48 + i * 4124: nonce (12) | ciphertext (<= 4096) | tag (16)
 
 A slot made only of zero bytes is a hole and reads as zeros (sparse files, as in
@@ -20,6 +24,8 @@ size means the file was truncated behind our back: that is an authentication fai
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import hmac
 import os
 import struct
@@ -71,12 +77,14 @@ class BlockFile:
     never authenticity.
     """
 
-    def __init__(self, fd: int, keys: BlockKeys, file_id: bytes, size: int, flags: int):
+    def __init__(self, fd: int, keys: BlockKeys, file_id: bytes, size: int, flags: int,
+                 attempts: int = 0):
         self.fd = fd
         self.keys = keys
         self.file_id = file_id
         self.size = size
         self.flags = flags
+        self.attempts = attempts
         self._header_stale = False
         self.lazy_header = False
         self._aead = AESGCM(subkey(keys.content, PURPOSE_BLOCK, salt=file_id))
@@ -92,11 +100,16 @@ class BlockFile:
 
     @classmethod
     def open(cls, fd: int, keys: BlockKeys) -> BlockFile:
-        size, flags, file_id = read_header(os.pread(fd, HEADER_SIZE, 0), keys)
-        return cls(fd, keys, file_id, size, flags)
+        h = read_header_full(os.pread(fd, HEADER_SIZE, 0), keys)
+        return cls(fd, keys, h.file_id, h.size, h.flags, h.attempts)
+
+    @property
+    def header_stale(self) -> bool:
+        return self._header_stale
 
     def _write_header(self) -> None:
-        os.pwrite(self.fd, pack_header(self.keys, self.file_id, self.size, self.flags), 0)
+        pwrite_all(self.fd, pack_header(self.keys, self.file_id, self.size, self.flags,
+                                        self.attempts), 0)
         self._header_stale = False
 
     def sync_header(self) -> None:
@@ -104,8 +117,10 @@ class BlockFile:
         if self._header_stale:
             self._write_header()
 
-    def set_flags(self, flags: int) -> None:
+    def set_flags(self, flags: int, attempts: int | None = None) -> None:
         self.flags = flags
+        if attempts is not None:
+            self.attempts = min(255, attempts)
         self._write_header()
 
     # -- blocks -------------------------------------------------------------------
@@ -162,6 +177,7 @@ class BlockFile:
             return 0
         end = offset + len(data)
         new_size = max(self.size, end)
+        reserve(self.fd, backing_size(new_size))
         if offset > self.size:
             self._pad_tail(new_size)
         first, last = offset // BLOCK, (end - 1) // BLOCK
@@ -184,7 +200,7 @@ class BlockFile:
             k = i - first
             chunk = bytes(view[k * BLOCK : (k + 1) * BLOCK])
             sealed.append(self._seal(i, chunk, nonces[12 * k : 12 * k + 12]))
-        os.pwrite(self.fd, b"".join(sealed), HEADER_SIZE + first * SLOT)
+        pwrite_all(self.fd, b"".join(sealed), HEADER_SIZE + first * SLOT)
         if new_size != self.size:
             self.size = new_size
             self._header_stale = True
@@ -198,8 +214,8 @@ class BlockFile:
         if last >= 0 and self.size % BLOCK:
             plain = self._read_blocks(last, last, self.size)[0]
             want = self._block_len(last, new_size)
-            os.pwrite(self.fd, self._seal(last, plain.ljust(want, b"\0")),
-                      HEADER_SIZE + last * SLOT)
+            pwrite_all(self.fd, self._seal(last, plain.ljust(want, b"\0")),
+                       HEADER_SIZE + last * SLOT)
 
     def truncate(self, new_size: int) -> None:
         if new_size == self.size:
@@ -216,7 +232,7 @@ class BlockFile:
         if new_size % BLOCK:
             last = new_size // BLOCK
             plain = self._read_blocks(last, last, old)[0][: new_size % BLOCK]
-            os.pwrite(self.fd, self._seal(last, plain), HEADER_SIZE + last * SLOT)
+            pwrite_all(self.fd, self._seal(last, plain), HEADER_SIZE + last * SLOT)
         os.ftruncate(self.fd, backing_size(new_size))
 
 
@@ -225,19 +241,64 @@ def backing_size(plain_size: int) -> int:
     return HEADER_SIZE + full * SLOT + (rest + OVERHEAD if rest else 0)
 
 
-def pack_header(keys: BlockKeys, file_id: bytes, size: int, flags: int) -> bytes:
-    head = _HEAD.pack(MAGIC, VERSION, flags, 0, file_id, size)
+def pack_header(keys: BlockKeys, file_id: bytes, size: int, flags: int,
+                attempts: int = 0) -> bytes:
+    head = _HEAD.pack(MAGIC, VERSION, flags, attempts, file_id, size)
     return head + hmac.new(keys.header_mac, head, sha256).digest()[:16]
 
 
-def read_header(raw: bytes, keys: BlockKeys) -> tuple[int, int, bytes]:
-    """(size, flags, file_id) of a block file header; raises if it does not verify."""
+@dataclass(frozen=True)
+class Header:
+    size: int
+    flags: int
+    file_id: bytes
+    attempts: int
+
+
+def read_header_full(raw: bytes, keys: BlockKeys) -> Header:
+    """A block file header, authenticated; raises if it does not verify."""
     if len(raw) < HEADER_SIZE or raw[:5] != MAGIC:
         raise AuthenticationFailed("not a sisafs block file (bad magic or short header)")
-    magic, version, flags, _, file_id, size = _HEAD.unpack(raw[:32])
+    magic, version, flags, attempts, file_id, size = _HEAD.unpack(raw[:32])
     if version != VERSION:
         raise AuthenticationFailed(f"block file version {version} is not supported")
     want = hmac.new(keys.header_mac, raw[:32], sha256).digest()[:16]
     if not hmac.compare_digest(want, raw[32:48]):
         raise AuthenticationFailed("block file header failed authentication")
-    return size, flags, file_id
+    return Header(size, flags, file_id, attempts)
+
+
+def read_header(raw: bytes, keys: BlockKeys) -> tuple[int, int, bytes]:
+    """(size, flags, file_id) of a block file header; raises if it does not verify."""
+    h = read_header_full(raw, keys)
+    return h.size, h.flags, h.file_id
+
+
+def pwrite_all(fd: int, data: bytes, offset: int) -> None:
+    """pwrite everything or raise: a short write (full disk, quota) is ENOSPC, never a
+    silent loss that a later read turns into EIO."""
+    view, done = memoryview(data), 0
+    while done < len(data):
+        n = os.pwrite(fd, view[done:], offset + done)
+        if n <= 0:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        done += n
+
+
+_FALLOC_FL_KEEP_SIZE = 1
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+
+
+def reserve(fd: int, end: int) -> None:
+    """Reserve disk space up to `end` before a write grows the file, so a full disk is
+    refused (ENOSPC) before any byte is written instead of leaving a half-written
+    block that would make earlier data unreadable. The size is kept: the header is
+    authoritative. Filesystems without fallocate fall back to plain writes."""
+    cur = os.fstat(fd).st_size
+    if end <= cur:
+        return
+    if _libc.fallocate(fd, _FALLOC_FL_KEEP_SIZE, cur, end - cur) != 0:
+        err = ctypes.get_errno()
+        if err in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            raise OSError(err, os.strerror(err))

@@ -14,8 +14,7 @@ import logging
 
 import pyfuse3
 
-from sisafs.crypto.errors import AuthenticationFailed
-from sisafs.vault.store import DamagedFile
+from sisafs.vault.store import DAMAGE
 
 log = logging.getLogger("sisafs.fs")
 
@@ -27,7 +26,7 @@ def translate(fn):
             return await fn(*args, **kwargs)
         except pyfuse3.FUSEError:
             raise
-        except (DamagedFile, AuthenticationFailed) as e:
+        except DAMAGE as e:
             log.error("%s: %s (returning EIO)", fn.__name__, e)
             raise pyfuse3.FUSEError(errno.EIO) from None
         except OSError as e:

@@ -23,16 +23,15 @@ import trio
 
 from sisafs.errors import FuseUnavailableError, MountpointError
 from sisafs.fs.operations import Operations
-from sisafs.pipeline.bulk import lock_vault
-from sisafs.pipeline.executor import ExecutorSpec, make_executor
-from sisafs.pipeline.queue import JobQueue
-from sisafs.pipeline.recovery import scan
-from sisafs.pipeline.worker import WorkerConfig
+from sisafs.pipeline.executor import ExecutorSpec
 from sisafs.vault.config import VaultConfig
-from sisafs.vault.keys import VaultKeys
+from sisafs.vault.jobs import JobQueue
 from sisafs.vault.layout import DIRTY_MARKER, PRIVATE_DIR
+from sisafs.vault.lock import lock_vault
+from sisafs.vault.recovery import scan
+from sisafs.vault.session import Session
 from sisafs.vault.store import syncfs
-from sisafs.vault.vault import Vault
+from sisafs.vault.vault import MAX_ATTEMPTS, Vault
 
 log = logging.getLogger("sisafs")
 
@@ -107,61 +106,62 @@ def setup_logging(opts: MountOptions) -> None:
 
 
 def serve(opts: MountOptions, master: bytes, config: VaultConfig, ready) -> None:
-    """Mount and serve until unmounted; calls ready(None) once mounted, or raises."""
+    """Mount and serve until unmounted; calls ready(None) once mounted, or raises.
+
+    The vault lock is taken first and held until the queue is drained and synced, so
+    a second mount of the vault, or a remount while this daemon still drains after
+    `fusermount3 -u`, is refused (exit 12) instead of racing this one."""
     root = str(opts.vault.resolve())
-    keys = VaultKeys.from_master(master)
+    lock_fd = lock_vault(root, "mount")
+    try:
+        _serve_locked(opts, root, master, config, ready)
+    finally:
+        os.close(lock_fd)
+
+
+def _serve_locked(opts: MountOptions, root: str, master: bytes, config: VaultConfig,
+                  ready) -> None:
     settings = config.settings
     spec = ExecutorSpec.from_settings(settings).override(opts.executor, opts.ray_address,
                                                          opts.workers)
     private = Path(root) / PRIVATE_DIR
     private.mkdir(mode=0o700, exist_ok=True)
-    # Held (shared) until this process exits: a bulk run cannot write under a mount.
-    lock_fd = lock_vault(Path(root), shared=True)
-    wcfg = WorkerConfig.for_vault(root, keys, settings)
-    vault = Vault(root, keys, int(settings.get("cache_mb", 256)) << 20,
-                  int(settings.get("max_image_mb", 256)) << 20)
-    pool = make_executor(wcfg, spec)
-    workers = pool.workers
-    # One runner per job in flight: the executor's width, so staged files (encrypted,
-    # on disk) are read into memory only when a worker is free to take them.
-    queue = JobQueue(vault, pool, workers, root)
-    vault.queue = queue
-    ops = Operations(vault, os.getuid(), Control(vault, queue, opts))
+    session = Session.open(root, master, settings, spec)
+    vault, queue = session.vault, session.vault.jobs
+    assert queue is not None and session.executor is not None
+    ops = Operations(vault, os.getuid(), Control(vault, queue, opts), opts.allow_other)
     options = set(pyfuse3.default_options)
     options |= {f"fsname=sisafs:{root}", "subtype=sisafs", "default_permissions"}
     if opts.allow_other:
         options.add("allow_other")
-    marker = private / DIRTY_MARKER
-    recover = marker.exists()
+    marker = private / DIRTY_MARKER  # for bulk runs of versions before the vault lock
     try:
         pyfuse3.init(ops, str(opts.mountpoint), options)
     except RuntimeError as e:
-        pool.shutdown()
+        session.close()
         raise FuseUnavailableError(f"mount failed: {e}") from None
     marker.write_text(str(os.getpid()))
     ready(None)
-    log.info("mounted %s on %s with %d %s workers", root, opts.mountpoint, workers, pool.kind)
+    log.info("mounted %s on %s with %d %s workers", root, opts.mountpoint,
+             session.executor.workers, session.executor.kind)
     closed = False
     try:
-        trio.run(_main, ops, vault, queue, root, recover)
+        trio.run(_main, vault, queue, root)
         closed = True
     finally:
         if not closed:
             pyfuse3.close(unmount=True)
-        pool.shutdown()
-        os.close(lock_fd)
+        session.close()
     if queue.depth == 0:
         marker.unlink(missing_ok=True)
     log.info("unmounted; %d protected, %d failed", queue.done, queue.failed)
 
 
-async def _main(ops: Operations, vault: Vault, queue: JobQueue, root: str,
-                recover: bool) -> None:
+async def _main(vault: Vault, queue: JobQueue, root: str) -> None:
     async with trio.open_nursery() as nursery:
         nursery.start_soon(queue.run)
         nursery.start_soon(_on_signals)
-        if recover:
-            nursery.start_soon(_requeue, ops, vault, root)
+        nursery.start_soon(_requeue, vault, root)
         await pyfuse3.main()
         pyfuse3.close(unmount=True)
         log.info("kernel released the mount; draining %d queued jobs", queue.depth)
@@ -170,16 +170,14 @@ async def _main(ops: Operations, vault: Vault, queue: JobQueue, root: str,
         nursery.cancel_scope.cancel()
 
 
-async def _requeue(ops: Operations, vault: Vault, root: str) -> None:
-    paths = await trio.to_thread.run_sync(lambda: list(scan(root)))
+async def _requeue(vault: Vault, root: str) -> None:
+    """Queue what earlier mounts left: staged images, and failed ones with attempts
+    left (the scan runs in a thread; inode bookkeeping stays on this one)."""
+    paths = await trio.to_thread.run_sync(lambda: list(scan(root, MAX_ATTEMPTS)))
     for path in paths:
-        try:
-            ino = ops.inodes.ensure(path)
-        except OSError:
-            continue
-        vault.submit(ino)
+        vault.requeue(path)
     if paths:
-        log.info("re-queued %d staged images left by an earlier mount", len(paths))
+        log.info("queued %d images left by an earlier mount", len(paths))
 
 
 async def _on_signals() -> None:

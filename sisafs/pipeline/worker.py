@@ -17,7 +17,6 @@ import logging
 import os
 import warnings
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
 from PIL import Image
 
@@ -46,37 +45,21 @@ class WorkerConfig:
     def for_path(self, relpath: str) -> dict:
         """Level, look, detectors and preferences for one file (per-directory overrides
         applied; sisafs.vault.config.effective_settings)."""
-        from sisafs.vault.config import effective_settings
+        from sisafs.pipeline.settings import effective_settings
 
         base = {"level": self.level, "look": self.look, "detectors": self.detectors,
                 "preferences": self.preferences, "directories": self.directories}
         return effective_settings(base, relpath)
 
-    @classmethod
-    def for_vault(cls, root: str | os.PathLike, keys, settings: dict,
-                  level: int | None = None) -> WorkerConfig:
-        """The config the mount and bulk mode give their workers, from one place so
-        both protect a photo the same way. `keys` is a sisafs.vault.keys.VaultKeys."""
-        from sisafs.vault.layout import PEOPLE_FILE, PRIVATE_DIR
-
-        people = Path(root) / PRIVATE_DIR / PEOPLE_FILE
-        return cls(keys.image, int(level or settings.get("level", 3)),
-                   dict(settings.get("detectors") or {}),
-                   dict(settings.get("preferences") or {}),
-                   people.read_bytes() if people.exists() else None, keys.state,
-                   look=None if level else settings.get("look"),
-                   directories=dict(settings.get("directories") or {}))
-
     def without_keys(self) -> WorkerConfig:
         """The config a detect-only worker gets: no image key, no state key; the people
         store (face embeddings of enrolled people) travels decrypted instead, because
         identity matching needs it and sealing is what the keys are for."""
-        from sisafs.vault.keys import VaultKeys
+        from sisafs.crypto.seal import unseal
 
         blob = self.people_blob
         if blob and not self.people_plain:
-            keys = VaultKeys(None, b"", self.state_key)  # type: ignore[arg-type]
-            blob = keys.open_state(blob, b"people")
+            blob = unseal(self.state_key, blob, b"people")
         return replace(self, image_key=b"", state_key=b"", people_blob=blob,
                        people_plain=True)
 
@@ -104,13 +87,13 @@ def init_worker(config: WorkerConfig) -> None:
 def _get_people():
     global _people
     if _people is None and _config is not None and _config.people_blob:
+        from sisafs.crypto.seal import unseal
         from sisafs.people import PeopleStore
-        from sisafs.vault.keys import VaultKeys
 
-        keys = VaultKeys(None, b"", _config.state_key)  # type: ignore[arg-type]
-        unseal = ((lambda b: b) if _config.people_plain
-                  else (lambda b: keys.open_state(b, b"people")))
-        _people = PeopleStore.load(_config.people_blob, unseal)
+        key = _config.state_key
+        opener = ((lambda b: b) if _config.people_plain
+                  else (lambda b: unseal(key, b, b"people")))
+        _people = PeopleStore.load(_config.people_blob, opener)
     return _people
 
 

@@ -9,13 +9,13 @@ which is exactly what the threat model says the backing directory reveals.
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from sisafs.report.thumbs import Thumb, make_thumb
-from sisafs.vault.layout import CONFIG_NAME, PRIVATE_DIR, TMP_PREFIX
+from sisafs.vault import tree
+from sisafs.vault.layout import CONFIG_NAME
 
 
 @dataclass
@@ -74,19 +74,9 @@ def resolve(target: Path) -> tuple[Path, Path | None, dict[str, str]]:
 
 
 def walk(vault: Path) -> list[str]:
-    """Relative paths of the user's files in the backing directory, sorted."""
-    out = []
-    for dirpath, dirnames, filenames in os.walk(vault):
-        rel = os.path.relpath(dirpath, vault)
-        at_root = rel == "."
-        dirnames[:] = sorted(d for d in dirnames if not (at_root and d == PRIVATE_DIR)
-                             and not d.startswith(TMP_PREFIX))
-        for name in filenames:
-            if name.startswith((TMP_PREFIX, f".{CONFIG_NAME}.tmp")) or (
-                    at_root and name == CONFIG_NAME):
-                continue
-            out.append(name if at_root else f"{rel}/{name}")
-    return sorted(out)
+    """Relative paths of the user's files in the backing directory, sorted (the
+    vault's one walk: sisafs/vault/tree.py)."""
+    return sorted(e.rel for e in tree.walk(str(vault), dirs=False) if not e.is_leftover)
 
 
 def _original(entry: Entry, data: bytes, image_key: bytes | None,

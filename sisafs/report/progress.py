@@ -1,6 +1,6 @@
 """`sisafs status --watch`: the queue, a recent rate, an ETA and the latest failures.
 
-The daemon reports counters only (sisafs/pipeline/queue.py); the rate and ETA are
+The daemon reports counters only (sisafs/vault/jobs.py); the rate and ETA are
 computed here over a sliding window of samples, so the view reacts to a burst of new
 photos within seconds instead of averaging over the whole life of the mount.
 """

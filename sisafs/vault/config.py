@@ -39,6 +39,7 @@ from sisafs.crypto.keys import (
     wrap_key,
 )
 from sisafs.errors import ConfigError, WrongPassphraseError
+from sisafs.pipeline.settings import effective_settings  # noqa: F401  (re-exported)
 from sisafs.vault.layout import CONFIG_NAME
 
 FORMAT = "sisafs-vault"
@@ -269,40 +270,6 @@ def normalize_dir(relpath: str) -> str:
     if norm == ".." or norm.startswith("../"):
         raise ValueError(f"{relpath!r} is outside the vault")
     return norm
-
-
-def _merge(base: dict, override: dict) -> dict:
-    out = dict(base)
-    for key, value in override.items():
-        if key in ("detectors", "preferences") and isinstance(value, dict):
-            out[key] = {**(out.get(key) or {}), **value}
-        else:
-            out[key] = value
-    return out
-
-
-def effective_settings(settings: dict, relpath: str) -> dict:
-    """The settings that apply to the file at `relpath` (relative to the vault root).
-
-    Vault-wide settings, then each enclosing directory's override from the outermost to
-    the innermost ("Family" then "Family/2024"); directories match whole path components
-    only. Returns level, look (resolved from the level when not set), detectors and
-    preferences, ready for DetectorSettings/Preferences.from_dict. Pure: the worker calls
-    it per job with the path of the file it protects."""
-    from sisafs.rank import look_for_level
-
-    out = {"level": int(settings.get("level", 3)), "look": settings.get("look"),
-           "detectors": dict(settings.get("detectors") or {}),
-           "preferences": dict(settings.get("preferences") or {})}
-    directories = settings.get("directories") or {}
-    parts = [p for p in posixpath.normpath(relpath.strip("/")).split("/") if p not in ("", ".")]
-    for depth in range(1, len(parts)):
-        override = directories.get("/".join(parts[:depth]))
-        if override:
-            out = _merge(out, override)
-    if not out["look"]:
-        out["look"] = look_for_level(out["level"])
-    return out
 
 
 def _check_int(name: str, value: Any, low: int, high: int) -> None:

@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
 from sisafs.crypto.blockfile import BlockKeys
-from sisafs.crypto.errors import AuthenticationFailed
 from sisafs.crypto.keys import (
     PURPOSE_BLOCK,
     PURPOSE_HEADER_MAC,
@@ -17,6 +12,7 @@ from sisafs.crypto.keys import (
     PURPOSE_STATE,
     subkey,
 )
+from sisafs.crypto.seal import seal, unseal
 
 
 @dataclass(frozen=True)
@@ -32,12 +28,7 @@ class VaultKeys:
 
     def seal_state(self, data: bytes, label: bytes) -> bytes:
         """Encrypt vault-private state (people store, xattr values); `label` binds use."""
-        nonce = os.urandom(12)
-        return nonce + AESGCM(self.state).encrypt(nonce, data, label)
+        return seal(self.state, data, label)
 
     def open_state(self, blob: bytes, label: bytes) -> bytes:
-        try:
-            return AESGCM(self.state).decrypt(blob[:12], blob[12:], label)
-        except (InvalidTag, ValueError):
-            raise AuthenticationFailed(f"{label.decode(errors='replace')}: "
-                                       "authentication failed") from None
+        return unseal(self.state, blob, label)

@@ -1,4 +1,10 @@
-"""An open file's plaintext view, shared by every handle open on the same inode."""
+"""An open file's plaintext view, shared by every handle open on the same inode.
+
+Handles (one per open(2)) never hold a descriptor of their own: they hold this object,
+and the vault swaps what is behind it (`bind`) when a protection commit or a conversion
+back to a block file replaces the backing file. So no handle can ever read a replaced
+file, write into an orphaned one, or close a descriptor twice.
+"""
 
 from __future__ import annotations
 
@@ -6,30 +12,39 @@ import os
 
 from sisafs.crypto.blockfile import BlockFile
 from sisafs.crypto.errors import AuthenticationFailed
-from sisafs.vault.store import DamagedFile, Kind
+from sisafs.vault.store import DamagedFile, Kind, keep_times
 
 
 class OpenFile:
-    """Reads and writes in plaintext offsets over one backing file descriptor.
+    """Reads and writes in plaintext offsets over the current backing file.
 
-    Block files are read and written in place. A protected image is opened read-only
-    and served from its restored original (the vault converts it to a block file
-    before anyone may write).
+    Block files are read and written in place. A protected image is served from its
+    restored original; the vault converts it to a block file before anyone writes.
     """
 
-    def __init__(self, ino: int, fd: int, kind: Kind, block: BlockFile | None = None,
-                 restored: bytes | None = None, public: bool = False):
+    def __init__(self, ino: int, public: bool = False):
         self.ino = ino
-        self.fd = fd
-        self.kind = kind
-        self.block = block
-        if block is not None:
-            block.lazy_header = True  # the header is synced on flush/fsync/release
-        self.restored = restored
+        self.fd = -1
+        self.writable = False  # whether fd was opened O_RDWR
+        self.kind = Kind.EMPTY
+        self.block: BlockFile | None = None
+        self.restored: bytes | None = None
+        self.version = b""  # protected images: the record's file id
         self.refs = 0
         self.writers = 0
         self.dirty = False
         self.public = public  # serve the backing bytes as they are (allow-other users)
+
+    def bind(self, fd: int, writable: bool, kind: Kind, block: BlockFile | None = None,
+             restored: bytes | None = None, version: bytes = b"") -> None:
+        """Point this open file at a (new) backing descriptor; closes the old one."""
+        old = self.fd
+        self.fd, self.writable, self.kind = fd, writable, kind
+        self.block, self.restored, self.version = block, restored, version
+        if block is not None:
+            block.lazy_header = True  # the header is synced on flush/fsync/release
+        if old >= 0 and old != fd:
+            os.close(old)
 
     @property
     def size(self) -> int:
@@ -52,7 +67,7 @@ class OpenFile:
         return b""
 
     def write(self, offset: int, data: bytes) -> int:
-        assert self.block is not None, "vault must open writers as block files"
+        assert self.block is not None and self.writable, "vault opens writers as block files"
         try:
             n = self.block.write(offset, data)
         except AuthenticationFailed as e:
@@ -61,7 +76,7 @@ class OpenFile:
         return n
 
     def truncate(self, size: int) -> None:
-        assert self.block is not None
+        assert self.block is not None and self.writable
         try:
             self.block.truncate(size)
         except AuthenticationFailed as e:
@@ -69,12 +84,20 @@ class OpenFile:
         self.dirty = True
 
     def sync(self) -> None:
-        """Put a size grown by writes into the backing header (flush/fsync/release)."""
-        if self.block is not None:
-            self.block.sync_header()
+        """Put a size grown by writes into the backing header (flush/fsync/release),
+        keeping the times users set."""
+        if self.block is not None and self.block.header_stale:
+            keep_times(self.fd, self.block.sync_header)
+
+    def set_flags(self, flags: int, attempts: int | None = None) -> None:
+        assert self.block is not None
+        if flags != self.block.flags or attempts is not None:
+            keep_times(self.fd, lambda: self.block.set_flags(flags, attempts))  # type: ignore[union-attr]
 
     def head(self, n: int = 16) -> bytes:
         return self.read(0, n)
 
     def close(self) -> None:
-        os.close(self.fd)
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1

@@ -8,8 +8,10 @@ A backing file is one of:
 - foreign: anything else (put there behind sisafs's back). Reads give EIO: we never
   serve bytes we cannot authenticate.
 
-Every replacement of a whole file goes through `replace_atomically`: temp file in the
-same directory, fsync, metadata copied, rename, fsync of the directory.
+Every replacement of a whole file goes through one temp-file scheme: a temp file in the
+vault's private `.sisafs/tmp/` (same filesystem, so the rename is atomic), written and
+fsynced, then renamed over its target. Nothing else ever writes temp files, so crash
+recovery only has to empty that one directory.
 """
 
 from __future__ import annotations
@@ -21,13 +23,19 @@ import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sisafs.crypto.blockfile import HEADER_SIZE, BlockFile, is_block_file, read_header
+from sisafs.crypto.blockfile import (
+    HEADER_SIZE,
+    BlockFile,
+    is_block_file,
+    pwrite_all,
+    read_header_full,
+)
 from sisafs.crypto.errors import AuthenticationFailed
 from sisafs.formats import codec
 from sisafs.formats.errors import RecordError
 from sisafs.vault.cache import RestoreCache
 from sisafs.vault.keys import VaultKeys
-from sisafs.vault.layout import TMP_PREFIX
+from sisafs.vault.layout import PRIVATE_DIR, TMP_DIR
 
 log = logging.getLogger(__name__)
 
@@ -43,12 +51,17 @@ class DamagedFile(Exception):
     """A backing file failed authentication or cannot be parsed: the caller gives EIO."""
 
 
+DAMAGE = (DamagedFile, AuthenticationFailed)  # what callers map to EIO
+
+
 @dataclass(frozen=True)
 class Probe:
     kind: Kind
     plain_size: int
     flags: int = 0  # block files: FLAG_PENDING / FLAG_FAILED
     path_name: str = ""  # protected images: "selective" / "fallback"
+    version: bytes = b""  # protected images: the record's random file id, new per commit
+    attempts: int = 0  # block files: failed protection attempts so far
 
 
 def probe_fd(fd: int, keys: VaultKeys) -> Probe:
@@ -58,15 +71,16 @@ def probe_fd(fd: int, keys: VaultKeys) -> Probe:
         return Probe(Kind.EMPTY, 0)
     if is_block_file(head):
         try:
-            size, flags, _ = read_header(head, keys.block)
+            h = read_header_full(head, keys.block)
         except AuthenticationFailed as e:
             raise DamagedFile(str(e)) from None
-        return Probe(Kind.BLOCK, size, flags)
+        return Probe(Kind.BLOCK, h.size, h.flags, attempts=h.attempts)
     if codec.sniff(head):
         with os.fdopen(os.dup(fd), "rb") as f:
             header = codec.read_header(f)
         if header is not None:
-            return Probe(Kind.PROTECTED, header.original_size, 0, header.path_name)
+            return Probe(Kind.PROTECTED, header.original_size, 0, header.path_name,
+                         header.file_id)
     return Probe(Kind.FOREIGN, os.fstat(fd).st_size)
 
 
@@ -79,22 +93,30 @@ def open_backing(path: str, flags: int) -> int:
         return os.open(path, flags | os.O_NOFOLLOW)
 
 
-def cache_key(st: os.stat_result) -> tuple:
-    return (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
+def probe_key(st: os.stat_result) -> tuple:
+    """Key of the probe cache: only a hint for sizes in listings, re-validated by
+    every open (a stale probe can never serve content)."""
+    return (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size)
 
 
-def restore_fd(fd: int, keys: VaultKeys, cache: RestoreCache | None = None) -> bytes:
-    """The original bytes of a protected image (cached), or DamagedFile."""
+def restore_fd(fd: int, keys: VaultKeys, cache: RestoreCache | None = None,
+               version: bytes | None = None) -> bytes:
+    """The original bytes of a protected image, or DamagedFile.
+
+    The cache is keyed by the record's file id (random, new with every protection
+    commit), never by times or sizes a user or a reused inode number can repeat."""
     st = os.fstat(fd)
-    key = cache_key(st)
-    if cache is not None and (hit := cache.get(key)) is not None:
+    if version is None:
+        version = probe_fd(fd, keys).version
+    key = (version, st.st_size)
+    if cache is not None and version and (hit := cache.get(key)) is not None:
         return hit
     data = read_whole(fd, st.st_size)
     try:
         original = codec.restore(data, keys.image)
     except RecordError as e:
         raise DamagedFile(str(e)) from None
-    if cache is not None:
+    if cache is not None and version:
         cache.put(key, original)
     return original
 
@@ -125,38 +147,80 @@ def read_plaintext(fd: int, keys: VaultKeys, cache: RestoreCache | None = None) 
     raise DamagedFile("not a sisafs file (foreign content in the backing directory)")
 
 
-def prepare_replacement(path: str, write: Callable[[int], None],
-                        like: os.stat_result | None) -> str:
-    """Write the replacement of `path` to a durable temp file beside it (mode, owner,
-    times and sisafs xattrs copied from `like`); `commit_replacement` renames it in.
+def temp_dir(root: str) -> str:
+    return os.path.join(root, PRIVATE_DIR, TMP_DIR)
 
-    Split in two so the caller can re-check, between the slow part and the rename,
-    that nobody changed the file meanwhile."""
-    d, name = os.path.split(path)
-    tmp = os.path.join(d, f"{TMP_PREFIX}{os.getpid()}-{os.urandom(4).hex()}")
-    fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+
+def clear_temp_dir(root: str) -> int:
+    """Delete what replacements that never completed left behind; only the holder of
+    the vault lock may call this (nobody else writes there then). Returns the count."""
+    d = temp_dir(root)
+    n = 0
+    try:
+        names = os.listdir(d)
+    except FileNotFoundError:
+        return 0
+    for name in names:
+        try:
+            os.unlink(os.path.join(d, name))
+            n += 1
+        except OSError:
+            pass
+    return n
+
+
+@dataclass
+class Staged:
+    """A durable temp file holding the replacement of some file, not yet renamed in."""
+
+    path: str
+    fd: int
+
+    def discard(self) -> None:
+        try:
+            os.close(self.fd)
+        except OSError:
+            pass
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+
+
+def stage(root: str, write: Callable[[int], None]) -> Staged:
+    """Write a replacement to a new temp file and fsync it. Any thread."""
+    d = temp_dir(root)
+    os.makedirs(d, mode=0o700, exist_ok=True)
+    tmp = os.path.join(d, f"{os.getpid()}-{os.urandom(8).hex()}")
+    fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    s = Staged(tmp, fd)
     try:
         write(fd)
-        if like is not None:
-            _copy_meta(path, fd, like)
         os.fsync(fd)
     except BaseException:
-        os.close(fd)
-        os.unlink(tmp)
+        s.discard()
         raise
-    os.close(fd)
-    return tmp
+    return s
 
 
-def commit_replacement(tmp: str, path: str) -> os.stat_result:
-    os.rename(tmp, path)
-    return os.lstat(path)
-
-
-def replace_atomically(path: str, write: Callable[[int], None],
-                       like: os.stat_result | None) -> os.stat_result:
-    st = commit_replacement(prepare_replacement(path, write, like), path)
-    fsync_dir(os.path.dirname(path))
+def install(staged: Staged, path: str, like: os.stat_result | None,
+            sync_dir: bool = True) -> os.stat_result:
+    """Rename a staged replacement over `path`, carrying over what `stat` shows of the
+    file it replaces (`like`: mode, owner, sisafs xattrs, then atime and mtime after the
+    rename) so a replacement is invisible to users. Returns the new backing stat."""
+    try:
+        if like is not None:
+            _copy_meta(path, staged.fd, like)
+        os.rename(staged.path, path)
+    except BaseException:
+        staged.discard()
+        raise
+    if like is not None:
+        os.utime(staged.fd, ns=(like.st_atime_ns, like.st_mtime_ns))
+    st = os.fstat(staged.fd)
+    os.close(staged.fd)
+    if sync_dir:
+        fsync_dir(os.path.dirname(path))
     return st
 
 
@@ -170,7 +234,15 @@ def _copy_meta(src: str, fd: int, like: os.stat_result) -> None:
     if os.geteuid() == 0:
         os.fchown(fd, like.st_uid, like.st_gid)
     os.fchmod(fd, stat.S_IMODE(like.st_mode))
-    os.utime(fd, ns=(like.st_atime_ns, like.st_mtime_ns))
+
+
+def keep_times(fd: int, action: Callable[[], None]) -> None:
+    """Run a write of sisafs's own (a block-file header) without changing the atime and
+    mtime users see: `cp -a`, `tar -x` and `touch` set them before close, and our
+    header writes at close must not overwrite them."""
+    before = os.fstat(fd)
+    action()
+    os.utime(fd, ns=(before.st_atime_ns, before.st_mtime_ns))
 
 
 def syncfs(path: str) -> None:
@@ -203,6 +275,4 @@ def write_block_file(fd: int, keys: VaultKeys, data: bytes, flags: int = 0) -> N
 
 
 def write_bytes(fd: int, data: bytes) -> None:
-    view, off = memoryview(data), 0
-    while off < len(data):
-        off += os.write(fd, view[off:])
+    pwrite_all(fd, data, 0)

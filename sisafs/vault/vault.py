@@ -1,9 +1,22 @@
-"""The unlocked vault as the filesystem sees it: sizes, opens, writes, and jobs.
+"""The unlocked vault: the one owner of a backing file's life.
 
-The FUSE adapter resolves inodes to backing paths and calls this class; everything
-about what a file *is* (block file, protected image) and when it becomes a protection
-job lives here. All methods run on the trio thread unless their docstring says
-otherwise, so they need no locks.
+Everything that changes what a backing file *is* happens here, on the trio thread
+(the FUSE loop, or bulk mode's loop), so no locks are needed: opens and their shared
+descriptors, writes, the commit of a protected image, conversion back to a block
+file, failure flags, and the inode identity that ties them together. The state
+machine (docs/architecture.md):
+
+    (create / O_TRUNC / first write)              last writer closes, image, 1 link
+    EMPTY ─────────────> BLOCK ──────────────────────────────────────> PENDING
+                          ^  ^        not an image / hard-linked            │ job
+      writer opens,       │  └──────────────────────────────────────┐      │
+      link(2) ────────────┘                                         │      v
+    PROTECTED <──── commit (same generation, same backing inode, ───┴─ worker
+                    1 link, no open writer)                         failure: FAILED
+                                                    (retried at mount, 3 attempts)
+
+Anything else in the backing directory is FOREIGN: read as EIO, never served.
+Methods run on the trio thread unless their docstring says otherwise.
 """
 
 from __future__ import annotations
@@ -11,57 +24,91 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import stat
-from collections.abc import Callable
+from dataclasses import dataclass
 
 from sisafs.crypto.blockfile import FLAG_FAILED, FLAG_PENDING, BlockFile
 from sisafs.crypto.errors import AuthenticationFailed
 from sisafs.formats.codec import sniff
 from sisafs.formats.errors import UnsupportedImage
-from sisafs.pipeline.queue import Job, JobQueue
-from sisafs.pipeline.worker import JobResult
+from sisafs.pipeline.executor import Executor
 from sisafs.vault.cache import RestoreCache
+from sisafs.vault.inodes import InodeTable
+from sisafs.vault.jobs import Job, JobQueue
 from sisafs.vault.keys import VaultKeys
+from sisafs.vault.names import Names
 from sisafs.vault.openfile import OpenFile
 from sisafs.vault.store import (
     DamagedFile,
     Kind,
     Probe,
-    cache_key,
-    commit_replacement,
+    Staged,
+    install,
     open_backing,
-    prepare_replacement,
     probe_fd,
+    probe_key,
     read_plaintext,
-    replace_atomically,
     restore_fd,
+    stage,
     write_block_file,
     write_bytes,
 )
+from sisafs.vault.xattrs import XattrStore
 
 log = logging.getLogger(__name__)
 
+MAX_ATTEMPTS = 3  # failed protections of one image before it stays encrypted for good
+
+
+@dataclass
+class JobInput:
+    """A job's hold on the staged file: a descriptor opened on the trio thread, so
+    worker threads never touch the inode table."""
+
+    job: Job
+    fd: int
+    st: os.stat_result
+    rel: str
+
 
 class Vault:
-    def __init__(self, root: str, keys: VaultKeys, cache_bytes: int = 256 << 20,
-                 max_image_bytes: int = 256 << 20):
+    def __init__(self, root: str, keys: VaultKeys, executor: Executor | None = None, *,
+                 cache_bytes: int = 256 << 20, max_image_bytes: int = 256 << 20,
+                 runners: int | None = None):
         self.root = root
         self.keys = keys
         self.max_image_bytes = max_image_bytes
         self.cache = RestoreCache(cache_bytes)
-        self.queue: JobQueue | None = None
-        self.resolve: Callable[[int], str | None] = lambda ino: None
-        self.pin: Callable[[int], None] = lambda ino: None
-        self.unpin: Callable[[int], None] = lambda ino: None
-        self.rebind: Callable[[int, os.stat_result], None] = lambda ino, st: None
+        self.inodes = InodeTable(root)
+        self.xattrs = XattrStore(keys)
+        self.names = Names(self)
         self._open: dict[int, OpenFile] = {}
         self._gen: dict[int, int] = {}
         self._deferred: set[int] = set()
         self._probes: dict[tuple, Probe] = {}
+        self.jobs: JobQueue | None = None
+        if executor is not None:
+            self.jobs = JobQueue(self, executor, runners or executor.workers, root)
+
+    # -- identity ------------------------------------------------------------------
+    def path(self, ino: int) -> str | None:
+        try:
+            return self.inodes.path(ino)
+        except KeyError:
+            return None
+
+    def rel(self, path: str | None) -> str:
+        return os.path.relpath(path, self.root) if path else ""
+
+    def _bump(self, ino: int) -> None:
+        self._gen[ino] = self._gen.get(ino, 0) + 1
+
+    def forget(self, ino: int) -> None:
+        if ino not in self._open and ino not in self.inodes:
+            self._gen.pop(ino, None)
 
     # -- attributes ----------------------------------------------------------------
     def probe(self, path: str, st: os.stat_result) -> Probe:
-        key = cache_key(st)
+        key = probe_key(st)
         p = self._probes.get(key)
         if p is None:
             fd = open_backing(path, os.O_RDONLY)
@@ -75,7 +122,7 @@ class Vault:
         return p
 
     def plain_size(self, ino: int, path: str, st: os.stat_result) -> int:
-        """st_size as users see it: the plaintext size."""
+        """st_size as key holders see it: the plaintext size."""
         of = self._open.get(ino)
         if of is not None:
             return of.size
@@ -93,97 +140,147 @@ class Vault:
             return st.st_size
         return self.plain_size(ino, path, st)
 
-    # -- open / close ----------------------------------------------------------------
-    def open(self, ino: int, path: str, write: bool, truncate: bool) -> OpenFile:
+    def fstat(self, ino: int) -> os.stat_result | None:
+        """The backing stat of an open file (also after its last name is gone)."""
         of = self._open.get(ino)
-        if of is not None and (not write or of.block is not None):
-            if truncate:
-                of.truncate(0)
-                self._bump(ino)
-            return self._ref(of, write)
-        if of is not None:  # a reader holds the restored image; a writer needs a block file
-            self._to_block(ino, path)
-            of.close()
-            del self._open[ino]
-        fd = open_backing(path, (os.O_RDWR if write else os.O_RDONLY))
-        try:
-            of = self._make(ino, path, fd, write, truncate)
-        except BaseException:
-            os.close(fd)
-            raise
-        self._open[ino] = of
-        return self._ref(of, write)
+        return os.fstat(of.fd) if of is not None else None
 
-    def open_fd(self, ino: int) -> int | None:
-        """The backing descriptor of an open file (still usable after its unlink)."""
+    def is_protected(self, ino: int) -> bool:
         of = self._open.get(ino)
-        return of.fd if of is not None else None
-
-    def open_file(self, ino: int) -> OpenFile:
-        return self._open[ino]
-
-    def is_protected(self, ino: int, path: str) -> bool:
-        if ino in self._open and self._open[ino].block is not None:
-            return False  # being rewritten: a block file now
+        if of is not None:
+            return of.kind is Kind.PROTECTED
+        path = self.inodes.path(ino)
         return self.probe(path, os.lstat(path)).kind is Kind.PROTECTED
 
-    def open_public(self, ino: int, path: str) -> OpenFile:
-        """A read-only view of a protected image's public bytes, for users without
-        the key; anything only stored encrypted is refused (EACCES)."""
-        fd = open_backing(path, os.O_RDONLY)
-        try:
-            kind = probe_fd(fd, self.keys).kind
-            if kind is not Kind.PROTECTED:
-                raise PermissionError(errno.EACCES, "stored encrypted: key holders only")
-        except BaseException:
-            os.close(fd)
-            raise
-        return self._ref(OpenFile(ino, fd, kind, public=True), False)
-
-    def _make(self, ino: int, path: str, fd: int, write: bool, truncate: bool) -> OpenFile:
-        p = probe_fd(fd, self.keys)
-        if truncate or p.kind is Kind.EMPTY and write:
-            self._bump(ino)
-            return OpenFile(ino, fd, Kind.BLOCK, BlockFile.create(fd, self.keys.block))
-        if p.kind is Kind.EMPTY:
-            return OpenFile(ino, fd, Kind.EMPTY, restored=b"")
-        if p.kind is Kind.BLOCK:
-            try:
-                return OpenFile(ino, fd, Kind.BLOCK, BlockFile.open(fd, self.keys.block))
-            except AuthenticationFailed as e:
-                raise DamagedFile(str(e)) from None
-        if p.kind is Kind.PROTECTED:
-            if write:
-                os.close(fd)
-                self._to_block(ino, path)
-                fd = open_backing(path, os.O_RDWR)
-                return OpenFile(ino, fd, Kind.BLOCK, BlockFile.open(fd, self.keys.block))
-            return OpenFile(ino, fd, Kind.PROTECTED, restored=restore_fd(fd, self.keys, self.cache))
-        raise DamagedFile(f"{path}: not a sisafs file (foreign content in the backing directory)")
-
-    def adopt_created(self, ino: int, fd: int) -> OpenFile:
-        """A file just created by the adapter (empty backing file, open O_RDWR)."""
-        of = OpenFile(ino, fd, Kind.BLOCK, BlockFile.create(fd, self.keys.block))
-        self._open[ino] = of
-        self._bump(ino)
-        return self._ref(of, True)
-
-    def _ref(self, of: OpenFile, write: bool) -> OpenFile:
+    # -- open / close --------------------------------------------------------------
+    def open(self, ino: int, write: bool, truncate: bool = False) -> OpenFile:
+        """One open(2) of a file; every open of an inode shares one OpenFile."""
+        of = self._open.get(ino)
+        if of is None:
+            of = OpenFile(ino)
+            self._bind_current(of, self.inodes.path(ino), write, truncate)
+            self._open[ino] = of
+        elif write:
+            self._make_writable(of, truncate)
+        if write and truncate:
+            self.truncate_open(of, 0)
         of.refs += 1
         of.writers += int(write)
         return of
 
-    def _to_block(self, ino: int, path: str) -> None:
-        """Turn a protected image back into a block file before it is modified."""
-        st = os.lstat(path)
-        fd = open_backing(path, os.O_RDONLY)
-        try:
-            data = read_plaintext(fd, self.keys, self.cache)
-        finally:
-            os.close(fd)
-        new = replace_atomically(path, lambda out: write_block_file(out, self.keys, data), st)
-        self.rebind(ino, new)
+    def create(self, ino: int, fd: int) -> OpenFile:
+        """Adopt a file the adapter just created (empty, open O_RDWR)."""
+        of = OpenFile(ino)
+        of.bind(fd, True, Kind.BLOCK, BlockFile.create(fd, self.keys.block))
+        self._open[ino] = of
         self._bump(ino)
+        of.refs, of.writers, of.dirty = 1, 1, True
+        return of
+
+    def open_public(self, ino: int) -> OpenFile:
+        """A read-only view of a protected image's public bytes, for users without
+        the key; anything only stored encrypted is refused (EACCES)."""
+        fd = open_backing(self.inodes.path(ino), os.O_RDONLY)
+        try:
+            if probe_fd(fd, self.keys).kind is not Kind.PROTECTED:
+                raise PermissionError(errno.EACCES, "stored encrypted: key holders only")
+        except BaseException:
+            os.close(fd)
+            raise
+        of = OpenFile(ino, public=True)
+        of.bind(fd, False, Kind.PROTECTED)
+        of.refs = 1
+        return of
+
+    def _open_fd(self, path: str, write: bool) -> tuple[int, bool]:
+        """A backing descriptor, read-write whenever possible: a later writer then
+        shares it instead of finding a read-only one (EBADF)."""
+        try:
+            return open_backing(path, os.O_RDWR), True
+        except PermissionError:
+            if write:
+                raise
+        except OSError as e:
+            if write or e.errno != errno.EROFS:
+                raise
+        return open_backing(path, os.O_RDONLY), False
+
+    def _bind_current(self, of: OpenFile, path: str, write: bool, truncate: bool) -> None:
+        fd, writable = self._open_fd(path, write)
+        try:
+            p = probe_fd(fd, self.keys)
+            if p.kind is Kind.PROTECTED and write:
+                os.close(fd)
+                fd = -1
+                self._to_block(of, path, keep=not truncate)
+                return
+            if p.kind is Kind.EMPTY:
+                if write:
+                    of.bind(fd, writable, Kind.BLOCK, BlockFile.create(fd, self.keys.block))
+                    self._bump(of.ino)
+                else:
+                    of.bind(fd, writable, Kind.EMPTY, restored=b"")
+            elif p.kind is Kind.BLOCK:
+                of.bind(fd, writable, Kind.BLOCK, self._block(fd))
+            elif p.kind is Kind.PROTECTED:
+                of.bind(fd, writable, Kind.PROTECTED,
+                        restored=restore_fd(fd, self.keys, self.cache, p.version),
+                        version=p.version)
+            else:
+                raise DamagedFile(f"{self.rel(path)}: not a sisafs file (foreign content "
+                                  "in the backing directory)")
+        except BaseException:
+            if fd >= 0 and of.fd != fd:
+                os.close(fd)
+            raise
+
+    def _block(self, fd: int) -> BlockFile:
+        try:
+            return BlockFile.open(fd, self.keys.block)
+        except AuthenticationFailed as e:
+            raise DamagedFile(str(e)) from None
+
+    def _make_writable(self, of: OpenFile, truncate: bool) -> None:
+        """A writer joins an open file: it needs a block file on a read-write fd."""
+        if of.kind is Kind.PROTECTED:
+            self._to_block(of, self.inodes.path(of.ino), keep=not truncate)
+            return
+        if not of.writable:
+            path = self.inodes.path(of.ino)
+            fd = open_backing(path, os.O_RDWR)
+            if os.fstat(fd).st_ino != os.fstat(of.fd).st_ino:
+                os.close(fd)
+                raise DamagedFile(f"{self.rel(path)}: replaced behind sisafs's back")
+            block = of.block
+            if block is not None:
+                block.fd = fd
+            of.bind(fd, True, of.kind, block, of.restored, of.version)
+        if of.kind is Kind.EMPTY:
+            of.bind(of.fd, True, Kind.BLOCK, BlockFile.create(of.fd, self.keys.block))
+            self._bump(of.ino)
+
+    def _to_block(self, of: OpenFile | None, path: str, keep: bool = True) -> os.stat_result:
+        """Turn a protected image back into a block file before it is modified: a
+        crash-safe replacement (temp file, fsync, rename) that every open of the file
+        follows. Hard links never point at protected images (see `link`)."""
+        st = os.lstat(path)
+        data = b""
+        if keep:
+            fd = open_backing(path, os.O_RDONLY)
+            try:
+                data = read_plaintext(fd, self.keys, self.cache)
+            finally:
+                os.close(fd)
+        new = install(stage(self.root, lambda out: write_block_file(out, self.keys, data)),
+                      path, st)
+        ino = of.ino if of is not None else self.inodes.ino_of_backing(st)
+        if ino is not None:
+            self.inodes.rebind(ino, new)
+            self._bump(ino)
+        if of is not None:
+            fd = open_backing(path, os.O_RDWR)
+            of.bind(fd, True, Kind.BLOCK, self._block(fd))
+        return new
 
     def write(self, of: OpenFile, offset: int, data: bytes) -> int:
         n = of.write(offset, data)
@@ -191,11 +288,13 @@ class Vault:
         return n
 
     def truncate_open(self, of: OpenFile, size: int) -> None:
+        if of.block is None or not of.writable:
+            self._make_writable(of, truncate=size == 0)
         of.truncate(size)
         self._bump(of.ino)
 
-    def truncate_path(self, ino: int, path: str, size: int) -> None:
-        of = self.open(ino, path, write=True, truncate=(size == 0))
+    def truncate_path(self, ino: int, size: int) -> None:
+        of = self.open(ino, write=True, truncate=(size == 0))
         try:
             if size:
                 self.truncate_open(of, size)
@@ -203,12 +302,18 @@ class Vault:
         finally:
             self.release(of, wrote=True)
 
+    def open_file(self, ino: int) -> OpenFile | None:
+        return self._open.get(ino)
+
     def release(self, of: OpenFile, wrote: bool) -> None:
+        if of.public:
+            of.close()
+            return
         of.sync()
         of.refs -= 1
         if wrote:
             of.writers -= 1
-        if of.writers == 0 and (of.dirty or of.ino in self._deferred) and of.block is not None:
+        if of.writers == 0 and of.block is not None and (of.dirty or of.ino in self._deferred):
             of.dirty = False
             self._deferred.discard(of.ino)
             self._written(of)
@@ -216,15 +321,19 @@ class Vault:
             of.close()
             if self._open.get(of.ino) is of:
                 del self._open[of.ino]
+                self.forget(of.ino)
+
+    def _is_image(self, of: OpenFile) -> bool:
+        return of.size > 0 and sniff(of.head()) is not None
 
     def _written(self, of: OpenFile) -> None:
-        """The last writer closed: an image becomes a job, anything else stays as is."""
+        """The last writer closed: an image with one link becomes a job; anything else
+        stays a plain block file (a hard-linked image is protected once a link goes)."""
         assert of.block is not None
-        is_image = of.size > 0 and sniff(of.head()) is not None
-        flags = (of.block.flags & ~(FLAG_PENDING | FLAG_FAILED)) | (FLAG_PENDING if is_image else 0)
-        if flags != of.block.flags:
-            of.block.set_flags(flags)
-        if is_image:
+        job = self._is_image(of) and os.fstat(of.fd).st_nlink == 1
+        flags = (of.block.flags & ~(FLAG_PENDING | FLAG_FAILED)) | (FLAG_PENDING if job else 0)
+        of.set_flags(flags, attempts=0 if of.block.attempts else None)
+        if job:
             self.submit(of.ino)
 
     def flushed(self, of: OpenFile) -> None:
@@ -234,36 +343,65 @@ class Vault:
         of.sync()
         if of.block is None or not of.dirty or of.block.flags & FLAG_PENDING:
             return
-        if of.size > 0 and sniff(of.head()) is not None:
-            of.block.set_flags((of.block.flags & ~FLAG_FAILED) | FLAG_PENDING)
+        if self._is_image(of) and os.fstat(of.fd).st_nlink == 1:
+            of.set_flags((of.block.flags & ~FLAG_FAILED) | FLAG_PENDING)
 
     def fsync(self, of: OpenFile) -> None:
         of.sync()
         os.fsync(of.fd)
 
-    def _bump(self, ino: int) -> None:
-        self._gen[ino] = self._gen.get(ino, 0) + 1
-
-    def forget(self, ino: int) -> None:
-        if ino not in self._open:
-            self._gen.pop(ino, None)
-
-    # -- jobs ----------------------------------------------------------------------
-    def submit(self, ino: int) -> None:
-        if self.queue is None:
+    def links_changed(self, ino: int) -> None:
+        """A name of `ino` went away: an image left with one link can be protected."""
+        if ino in self._open or self.jobs is None:
             return
-        job = Job(ino, self._gen.get(ino, 0))
-        if self.queue.submit(job, self._rel(self.resolve(ino))):
-            self.pin(ino)
+        path = self.path(ino)
+        if path is None:
+            return
+        try:
+            st = os.lstat(path)
+            if st.st_nlink != 1 or self.probe(path, st).kind is not Kind.BLOCK:
+                return
+            of = self.open(ino, write=True)
+        except (OSError, DamagedFile):
+            return
+        try:
+            if of.block is not None and not of.block.flags & (FLAG_PENDING | FLAG_FAILED):
+                of.dirty = of.block.size > 0
+        finally:
+            self.release(of, wrote=True)
 
-    def _rel(self, path: str | None) -> str:
-        return os.path.relpath(path, self.root) if path else ""
+    def before_link(self, ino: int) -> None:
+        """link(2) is about to give `ino` a second name: a protected image becomes a
+        block file first, so every later write lands in the one file both names share
+        (a protected image is only ever replaced by rename, which would split them)."""
+        path = self.inodes.path(ino)
+        of = self._open.get(ino)
+        if of is not None:
+            if of.kind is Kind.PROTECTED:
+                self._to_block(of, path)
+            return
+        if self.probe(path, os.lstat(path)).kind is Kind.PROTECTED:
+            self._to_block(None, path)
 
-    def job_input(self, job: Job) -> tuple[str, bytes] | None:
-        """The staged plaintext of a job, or None if it no longer applies.
+    # -- jobs ------------------------------------------------------------------------
+    def submit(self, ino: int) -> None:
+        if self.jobs is None:
+            return
+        if self.jobs.submit(Job(ino, self._gen.get(ino, 0)), self.rel(self.path(ino))):
+            self.inodes.pin(ino)
 
-        Runs in a worker thread; a write racing with it is caught by job_commit."""
-        path = self.resolve(job.ino)
+    def requeue(self, path: str) -> None:
+        """Queue a file found by crash recovery (vault/recovery.py)."""
+        try:
+            ino = self.inodes.ensure(path)
+        except OSError:
+            return
+        self.submit(ino)
+
+    def job_open(self, job: Job) -> JobInput | None:
+        """The staged file of a job, or None if the job no longer applies; raises
+        UnsupportedImage for an image that must stay encrypted whole."""
+        path = self.path(job.ino)
         if path is None or self._gen.get(job.ino, 0) != job.generation:
             return None
         try:
@@ -273,73 +411,109 @@ class Vault:
         try:
             st = os.fstat(fd)
             p = probe_fd(fd, self.keys)
-            if p.kind is not Kind.BLOCK or not p.flags & FLAG_PENDING:
+            if p.kind is not Kind.BLOCK or not (
+                    p.flags & FLAG_PENDING
+                    or p.flags & FLAG_FAILED and p.attempts < MAX_ATTEMPTS):
+                os.close(fd)
                 return None
             if st.st_nlink > 1:
-                raise UnsupportedImage("hard-linked files stay encrypted whole")
+                os.close(fd)
+                self._set_flags(job.ino, path, 0)
+                return None  # stays a block file, shared by its links
             if p.plain_size > self.max_image_bytes:
                 # A job holds the whole image in memory, twice: past this size the
                 # file is kept encrypted whole instead.
                 raise UnsupportedImage(f"{p.plain_size >> 20} MiB is over max_image_mb "
-                                       f"({self.max_image_bytes >> 20} MiB); kept encrypted whole")
-            return path, BlockFile.open(fd, self.keys.block).read_all()
-        finally:
-            os.close(fd)
+                                       f"({self.max_image_bytes >> 20} MiB)")
+        except BaseException:
+            if fd >= 0:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+            raise
+        return JobInput(job, fd, st, self.rel(path))
 
     def job_done(self, job: Job) -> None:
-        """Trio thread, after every job whatever its outcome."""
-        self.unpin(job.ino)
+        """After every job, whatever its outcome."""
+        self.inodes.unpin(job.ino)
 
-    def job_prepare(self, job: Job, path: str, result: JobResult
-                    ) -> tuple[str, str, os.stat_result]:
-        """Worker thread: write the protected image to a durable temp file."""
-        st = os.lstat(path)
-        tmp = prepare_replacement(path, lambda fd: write_bytes(fd, result.data), st)
-        return tmp, path, st
+    def job_read(self, inp: JobInput) -> bytes:
+        """Worker thread: the staged plaintext (the descriptor is the job's own)."""
+        return self._block(inp.fd).read_all()
 
-    def job_commit(self, job: Job, prepared: tuple[str, str, os.stat_result]) -> str | None:
-        """Rename the protected image in, if the file is still what the job read."""
-        tmp, path, st = prepared
-        current = self.resolve(job.ino)
+    def job_prepare(self, inp: JobInput, data: bytes) -> Staged:
+        """Worker thread: the protected image in a durable temp file."""
+        return stage(self.root, lambda fd: write_bytes(fd, data))
+
+    def job_commit(self, inp: JobInput, staged: Staged, original: bytes) -> str | None:
+        """Rename the protected image in, if the file is still what the job read;
+        every open of it follows to the new backing file."""
+        job = inp.job
+        path = self.path(job.ino)
+        ok = path is not None and self._gen.get(job.ino, 0) == job.generation
+        st = None
+        if ok:
+            try:
+                st = os.lstat(path)  # type: ignore[arg-type]
+                ok = st.st_ino == inp.st.st_ino and st.st_dev == inp.st.st_dev \
+                    and st.st_nlink == 1
+            except OSError:
+                ok = False
         of = self._open.get(job.ino)
-        ok = current == path and self._gen.get(job.ino, 0) == job.generation
-        try:
-            ok = ok and os.lstat(path).st_ino == st.st_ino
-        except OSError:
-            ok = False
         if ok and of is not None and of.writers:
-            self._deferred.add(job.ino)  # re-queued when the writer closes
+            self._deferred.add(job.ino)  # queued again when the writer closes
             ok = False
         if not ok:
-            os.unlink(tmp)
+            staged.discard()
             return None
-        new = commit_replacement(tmp, path)
-        self.rebind(job.ino, new)
+        assert path is not None and st is not None
         # No directory fsync here: this runs on the trio thread and would stall every
         # FUSE request behind a journal commit. The temp file was fsynced before the
         # rename, so after a crash the name holds either the protected image or the
         # still-pending block file (queued again at mount); unmount ends in syncfs.
-        return self._rel(path)
+        new = install(staged, path, st, sync_dir=False)
+        self.inodes.rebind(job.ino, new)
+        fd = open_backing(path, os.O_RDONLY)
+        try:
+            version = probe_fd(fd, self.keys).version
+        except BaseException:
+            os.close(fd)
+            raise
+        self.cache.put((version, new.st_size), original)
+        if of is not None:
+            of.bind(fd, False, Kind.PROTECTED, restored=original, version=version)
+        else:
+            os.close(fd)
+        return self.rel(path)
 
-    def job_failed(self, job: Job, reason: str) -> str | None:
-        path = self.resolve(job.ino)
+    def job_failed(self, job: Job, retry_later: bool) -> str | None:
+        """The job could not protect the image: it stays a block file, flagged failed
+        (retried at later mounts, MAX_ATTEMPTS in all), or still pending when the cause
+        was ours (a full disk) rather than the image's."""
+        path = self.path(job.ino)
         if path is None or self._gen.get(job.ino, 0) != job.generation:
             return None
-        try:
-            fd = open_backing(path, os.O_RDWR)
-        except OSError:
-            return None
-        try:
-            bf = BlockFile.open(fd, self.keys.block)
-            bf.set_flags((bf.flags & ~FLAG_PENDING) | FLAG_FAILED)
-        except AuthenticationFailed:
-            pass
-        finally:
-            os.close(fd)
-        of = self._open.get(job.ino)
-        if of is not None and of.block is not None:
-            of.block.flags = (of.block.flags & ~FLAG_PENDING) | FLAG_FAILED
-        return self._rel(path)
+        if not retry_later:
+            self._set_flags(job.ino, path, FLAG_FAILED, failed=True)
+        return self.rel(path)
 
-    def is_regular(self, st: os.stat_result) -> bool:
-        return stat.S_ISREG(st.st_mode)
+    def _set_flags(self, ino: int, path: str, flags: int, failed: bool = False) -> None:
+        of = self._open.get(ino)
+        fd = -1
+        try:
+            if of is None or not of.writable or of.block is None:
+                of = OpenFile(ino)
+                fd = open_backing(path, os.O_RDWR)
+                of.bind(fd, True, Kind.BLOCK, self._block(fd))
+            assert of.block is not None
+            attempts = of.block.attempts + 1 if failed else None
+            of.set_flags((of.block.flags & ~(FLAG_PENDING | FLAG_FAILED)) | flags, attempts)
+            shared = self._open.get(ino)
+            if shared is not None and shared.block is not None and shared is not of:
+                shared.block.flags, shared.block.attempts = of.block.flags, of.block.attempts
+        except (OSError, DamagedFile) as e:
+            log.warning("%s: cannot update its flags (%s)", self.rel(path), e)
+        finally:
+            if fd >= 0:
+                os.close(fd)

@@ -6,18 +6,16 @@ image a protected JPEG/PNG (or, if it cannot be protected, a block file flagged 
 everything else a block file, each with the source's mode and mtime. A later mount
 reads every file back byte-exact.
 
-Resumable without a journal: each file is written to a temp file beside its final name,
-fsynced and renamed in (sisafs.vault.store.prepare_replacement), so a final name only
+Resumable without a journal: each file is written to a temp file (the vault's one
+temp-file scheme, sisafs.vault.store.stage), fsynced and renamed in, so a final name only
 ever holds a complete file. A re-run skips a file whose backing file is a block file
 (header MAC verified) or a protected image (record header parsed), holds the source's
-plaintext size and carries the source's mtime (set on the temp file before the rename).
-Changed sources are redone, as rsync would; temp files of a killed run are deleted when
-their directory is visited again.
+plaintext size and carries the source's mtime. Changed sources are redone, as rsync
+would; temp files of a killed run are deleted at the start of the next.
 
-Coordination with the mount: bulk mode takes ``.sisafs/lock`` exclusively; a mount
-holds it shared for its lifetime (sisafs/fs/mount.py), so the two never write the same
-backing tree at once. The pid in ``.sisafs/mounted`` is checked too, for daemons that
-predate the lock.
+Coordination with the mount: bulk mode holds the vault lock (sisafs/vault/lock.py) like
+a mount daemon, so the two never write the same backing tree at once. The pid in
+``.sisafs/mounted`` is checked too, for daemons that predate the lock.
 
 Memory stays bounded however large the tree: the walk keeps only names, and at most
 ``executor.workers`` photos (plus as many being written) are in memory at once; the
@@ -28,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import os
 import stat
 import sys
@@ -47,17 +44,18 @@ from sisafs.formats.codec import sniff
 from sisafs.pipeline.executor import Executor
 from sisafs.vault.keys import VaultKeys
 from sisafs.vault.layout import DIRTY_MARKER, PRIVATE_DIR, TMP_PREFIX, is_hidden
+from sisafs.vault.lock import lock_vault
 from sisafs.vault.store import (
     DamagedFile,
     Kind,
-    commit_replacement,
+    clear_temp_dir,
     fsync_dir,
-    prepare_replacement,
+    install,
     probe_fd,
+    stage,
     write_bytes,
 )
 
-LOCK_NAME = "lock"  # inside PRIVATE_DIR: exclusive for bulk mode, shared for a mount
 CHUNK = 1 << 20
 
 
@@ -72,33 +70,13 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def lock_vault(vault: Path, shared: bool) -> int:
-    """Take the vault's writer lock; returns the fd that holds it (close it to release).
-
-    Exclusive (bulk mode) fails while a mount or another bulk run holds it; shared
-    (mount) fails only while a bulk run holds it."""
-    private = Path(vault) / PRIVATE_DIR
-    private.mkdir(mode=0o700, exist_ok=True)
-    fd = os.open(private / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        what = ("a bulk 'sisafs protect --recursive' run is writing to it" if shared
-                else "it is mounted, or another bulk run is writing to it")
-        raise MountpointError(f"{vault}: vault busy: {what}") from None
-    if not shared:
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
-    return fd
-
-
 @contextlib.contextmanager
 def exclusive_vault(vault: Path) -> Iterator[None]:
     """Hold the vault for a bulk run; refuse if a mount daemon is alive."""
     marker = Path(vault) / PRIVATE_DIR / DIRTY_MARKER
-    fd = lock_vault(vault, shared=False)
+    fd = lock_vault(vault, "bulk protect")
     try:
+        clear_temp_dir(str(vault))
         try:
             pid = int(marker.read_text().strip() or 0)
         except (OSError, ValueError):
@@ -369,14 +347,15 @@ class BulkRun:
         return Outcome("selective" if result.path == "selective" else "fallback")
 
     def _store(self, dest: str, st: os.stat_result, write) -> None:
-        """temp file + fsync + source mode/mtime + rename + fsync of the directory."""
-        tmp = prepare_replacement(dest, write, st)
+        """temp file + fsync + rename + source mode/mtime + fsync of the directory."""
+        staged = stage(str(self.root), write)
         try:
-            commit_replacement(tmp, dest)
-        except OSError:
-            os.unlink(tmp)  # e.g. a directory of that name is in the way
+            _own_like(staged.fd, st)
+        except BaseException:
+            staged.discard()
             raise
-        fsync_dir(os.path.dirname(dest))
+        install(staged, dest, None)  # a directory in the way: OSError, temp removed
+        os.utime(dest, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
 
     def _copy_encrypted(self, src_fd: int, out: int, flags: int) -> None:
         """A non-image, streamed: videos and archives need not fit in memory."""
@@ -385,6 +364,13 @@ class BulkRun:
         while chunk := os.pread(src_fd, CHUNK, off):
             bf.write(off, chunk)
             off += len(chunk)
+
+
+def _own_like(fd: int, st: os.stat_result) -> None:
+    """The source's mode (and owner, as root) on the stored file."""
+    if os.geteuid() == 0:
+        os.fchown(fd, st.st_uid, st.st_gid)
+    os.fchmod(fd, stat.S_IMODE(st.st_mode))
 
 
 def _read_all(fd: int, size: int) -> bytes:

@@ -19,9 +19,7 @@ import os
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-import pyfuse3
-
-ROOT = pyfuse3.ROOT_INODE
+ROOT = 1  # the root's inode number in FUSE (pyfuse3.ROOT_INODE)
 SHORT_PATH = 3800  # below PATH_MAX (4096) with room for one more name
 DIR_FDS = 128  # open O_PATH descriptors kept for long paths
 

@@ -10,8 +10,6 @@ from __future__ import annotations
 import errno
 import os
 
-import pyfuse3
-
 from sisafs.vault.keys import VaultKeys
 
 PREFIX = b"user.sisafs.x."
@@ -24,7 +22,7 @@ class XattrStore:
     @staticmethod
     def _check(name: bytes) -> bytes:
         if not name.startswith(b"user."):
-            raise pyfuse3.FUSEError(errno.ENOTSUP)
+            raise OSError(errno.ENOTSUP, "only the user. namespace is offered")
         return PREFIX + name[5:]
 
     def get(self, path: str, name: bytes) -> bytes:
@@ -32,7 +30,7 @@ class XattrStore:
             blob = os.getxattr(path, self._check(name), follow_symlinks=False)
         except OSError as e:
             if e.errno == errno.ENODATA:
-                raise pyfuse3.FUSEError(pyfuse3.ENOATTR) from None
+                raise OSError(errno.ENODATA, "no such attribute") from None
             raise
         return self.keys.open_state(blob, b"xattr:" + name)
 
@@ -53,5 +51,5 @@ class XattrStore:
             os.removexattr(path, self._check(name), follow_symlinks=False)
         except OSError as e:
             if e.errno == errno.ENODATA:
-                raise pyfuse3.FUSEError(pyfuse3.ENOATTR) from None
+                raise OSError(errno.ENODATA, "no such attribute") from None
             raise

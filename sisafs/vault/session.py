@@ -1,0 +1,60 @@
+"""The one place that wires an unlocked vault together: keys, settings, the engine's
+configuration, the executor and the Vault (with its job queue).
+
+The mount daemon, bulk mode and the tests all build their vault here, the way
+gocryptfs has a single composition root, so they protect a photo the same way and
+nothing sets attributes on another object after construction.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from sisafs.pipeline.executor import Executor, ExecutorSpec, make_executor
+from sisafs.pipeline.worker import WorkerConfig
+from sisafs.vault.keys import VaultKeys
+from sisafs.vault.layout import PEOPLE_FILE, PRIVATE_DIR
+from sisafs.vault.vault import Vault
+
+
+def worker_config(root: str | os.PathLike, keys: VaultKeys, settings: dict,
+                  level: int | None = None) -> WorkerConfig:
+    """What the engine needs to protect this vault's photos (level: a one-off override
+    of the vault's level and look)."""
+    people = Path(root) / PRIVATE_DIR / PEOPLE_FILE
+    return WorkerConfig(keys.image, int(level or settings.get("level", 3)),
+                        dict(settings.get("detectors") or {}),
+                        dict(settings.get("preferences") or {}),
+                        people.read_bytes() if people.exists() else None, keys.state,
+                        look=None if level else settings.get("look"),
+                        directories=dict(settings.get("directories") or {}))
+
+
+@dataclass
+class Session:
+    root: str
+    keys: VaultKeys
+    executor: Executor | None
+    vault: Vault
+
+    @classmethod
+    def open(cls, root: str | os.PathLike, master: bytes, settings: dict,
+             spec: ExecutorSpec | None = None, executor: Executor | None = None,
+             jobs: bool = True) -> Session:
+        """An unlocked vault. `executor` (tests: an InlineExecutor) wins over `spec`;
+        jobs=False gives a vault that queues nothing (offline checks)."""
+        root = str(Path(root).resolve())
+        keys = VaultKeys.from_master(master)
+        if jobs and executor is None:
+            executor = make_executor(worker_config(root, keys, settings),
+                                     spec or ExecutorSpec.from_settings(settings))
+        vault = Vault(root, keys, executor if jobs else None,
+                      cache_bytes=int(settings.get("cache_mb", 256)) << 20,
+                      max_image_bytes=int(settings.get("max_image_mb", 256)) << 20)
+        return cls(root, keys, executor, vault)
+
+    def close(self) -> None:
+        if self.executor is not None:
+            self.executor.shutdown()

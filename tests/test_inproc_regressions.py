@@ -1,0 +1,228 @@
+"""In-process tier: the ten open-file cases of issue 15, each as it was reported.
+
+Each drives `Operations` and the vault directly (tests/inproc.py); "wait" in the
+report (until the file is protected) is `protect_all()` here, or a job started before
+and committed after another operation where the case needs that interleaving.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import subprocess
+import sys
+
+import pytest
+from inproc import FS, small_jpeg
+
+from sisafs.errors import MountpointError
+from sisafs.vault.lock import lock_vault
+from sisafs.vault.store import Kind, open_backing, probe_fd
+
+
+def kind(fs: FS, name: str) -> Kind:
+    fd = open_backing(str(fs.root / name), os.O_RDONLY)
+    try:
+        return probe_fd(fd, fs.vault.keys).kind
+    finally:
+        os.close(fd)
+
+
+@pytest.fixture
+def fs(tmp_path):
+    return FS(tmp_path / "vault")
+
+
+def test_1_read_only_open_does_not_block_writers(fs):
+    fs.write_file("/log.txt", b"hello\n")
+    reader = fs.open("/log.txt", os.O_RDONLY)
+    w = fs.open("/log.txt", os.O_WRONLY | os.O_APPEND)
+    assert fs.write(w, 6, b"more\n") == 5
+    fs.close(w)
+    t = fs.open("/log.txt", os.O_WRONLY | os.O_TRUNC)
+    fs.write(t, 0, b"new")
+    fs.close(t)
+    assert fs.read(reader) == b"new"
+    fs.close(reader)
+
+
+def test_2_rewrite_after_commit_with_reader_open(fs):
+    a, b = small_jpeg(1), small_jpeg(2)
+    w = fs.open("/x.jpg", os.O_WRONLY | os.O_CREAT)
+    fs.write(w, 0, a)
+    r = fs.open("/x.jpg", os.O_RDONLY)
+    fs.close(w)
+    fs.protect_all()
+    assert kind(fs, "x.jpg") is Kind.PROTECTED
+    fs.write_file("/x.jpg", b)
+    assert fs.read(r) == b
+    fs.close(r)
+    fs.protect_all()
+    assert fs.read_file("/x.jpg") == b
+    fs.unmount_remount()
+    assert fs.read_file("/x.jpg") == b
+
+
+def test_3_unrelated_file_keeps_its_data(fs):
+    p = small_jpeg(3)
+    fs.write_file("/P.jpg", p)
+    fs.protect_all()
+    ro = fs.open("/P.jpg", os.O_RDONLY)
+    rw = fs.open("/P.jpg", os.O_RDWR)
+    fs.close(ro)
+    notes = fs.open("/notes.txt", os.O_WRONLY | os.O_CREAT)
+    assert fs.write(notes, 0, b"n" * 20000) == 20000
+    assert fs.write(rw, 0, p[:100]) == 100
+    fs.close(rw)
+    fs.close(notes)
+    fs.unmount_remount()
+    assert fs.read_file("/notes.txt") == b"n" * 20000
+    assert fs.read_file("/P.jpg") == p
+
+
+def test_4_hard_link_stays_one_file(fs):
+    c = small_jpeg(4)
+    fs.write_file("/c.jpg", c)
+    fs.protect_all()
+    fs.link("/c.jpg", "/b.jpg")
+    fh = fs.open("/c.jpg", os.O_WRONLY)
+    fs.write(fh, 300, b"EDITED")
+    fs.close(fh)
+    edited = c[:300] + b"EDITED" + c[306:]
+    assert fs.read_file("/b.jpg") == fs.read_file("/c.jpg") == edited
+    assert fs.stat("/b.jpg").st_nlink == fs.stat("/c.jpg").st_nlink == 2
+    fs.protect_all()
+    fs.unmount_remount()
+    assert fs.read_file("/b.jpg") == fs.read_file("/c.jpg") == edited
+    # One link gone: the image is protected again.
+    fs.unlink("/b.jpg")
+    fs.protect_all()
+    assert kind(fs, "c.jpg") is Kind.PROTECTED and fs.read_file("/c.jpg") == edited
+
+
+def test_5_save_by_rename_is_protected(fs):
+    img = small_jpeg(5)
+    fs.write_file("/.IMG_1.jpg.tmp", img)
+    commit = fs.start_job()  # the job has read the file under its old name
+    fs.rename("/.IMG_1.jpg.tmp", "/IMG_1.jpg")
+    commit()
+    assert kind(fs, "IMG_1.jpg") is Kind.PROTECTED
+    # A whole album folder renamed while its photos wait.
+    fs.mkdir("/album")
+    for i in range(10):
+        fs.write_file(f"/album/{i}.jpg", small_jpeg(10 + i))
+    fs.rename("/album", "/Album 2024")
+    fs.protect_all()
+    assert all(kind(fs, f"Album 2024/{i}.jpg") is Kind.PROTECTED for i in range(10))
+    assert fs.read_file("/IMG_1.jpg") == img
+
+
+def test_6_full_disk_is_enospc_and_keeps_earlier_data(tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("needs root to mount a small tmpfs")
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mnt)]).returncode:
+        pytest.skip("cannot mount tmpfs here")
+    try:
+        fs = FS(mnt / "vault")
+        first = os.urandom(3_200_000)
+        fs.write_file("/a.bin", first)
+        fh = fs.open("/b.bin", os.O_WRONLY | os.O_CREAT)
+        with pytest.raises(OSError) as e:
+            fs.write(fh, 0, os.urandom(1_040_000))
+        assert e.value.errno == errno.ENOSPC
+        fs.close(fh)
+        assert fs.read_file("/a.bin") == first
+        assert fs.read_file("/b.bin") in (b"",)  # nothing half-written is served
+        fs.unmount_remount()
+        assert fs.read_file("/a.bin") == first
+    finally:
+        subprocess.run(["umount", str(mnt)])
+
+
+def test_7_restore_cache_never_serves_another_version(fs):
+    x = small_jpeg(7)
+    y = bytearray(x)
+    y[-3] ^= 1  # one byte of entropy-coded data changed, same size
+    y = bytes(y)
+    ns = (1_600_000_000_000_000_000, 1_600_000_000_000_000_000)
+    for data in (x, x, y):
+        fs.write_file("/p.jpg", data)
+        fs.utime("/p.jpg", ns)
+        fs.protect_all()
+        assert fs.read_file("/p.jpg") == data
+    fh = fs.open("/p.jpg", os.O_WRONLY | os.O_APPEND)
+    fs.write(fh, len(y), b"!")
+    fs.close(fh)
+    assert fs.read_file("/p.jpg") == y + b"!"
+
+
+def test_8_second_writer_of_a_vault_is_refused(fs):
+    fd = lock_vault(fs.root)
+    try:
+        code = ("import sys; from sisafs.vault.lock import lock_vault\n"
+                "try:\n    lock_vault(sys.argv[1])\nexcept Exception as e:\n"
+                "    print(type(e).__name__, getattr(e, 'exit_code', 0), e); sys.exit(3)\n")
+        res = subprocess.run([sys.executable, "-c", code, str(fs.root)], capture_output=True,
+                             text=True)
+        assert res.returncode == 3
+        assert "VaultBusy 12" in res.stdout and f"process {os.getpid()}" in res.stdout
+    finally:
+        os.close(fd)
+    os.close(lock_vault(fs.root))  # released with its holder
+    assert issubclass(type(MountpointError("x")), MountpointError)
+
+
+def test_9_protection_keeps_the_dates_users_set(fs):
+    ns = (1_500_000_000_123_456_789, 1_400_000_000_987_654_321)
+    img = small_jpeg(9)
+    # cp -a / tar -x: times set on the open descriptor before close
+    fh = fs.open("/d.jpg", os.O_WRONLY | os.O_CREAT)
+    fs.write(fh, 0, img)
+    fs.utime("/d.jpg", ns, fh)
+    fs.close(fh)
+    st = fs.stat("/d.jpg")
+    assert (st.st_atime_ns, st.st_mtime_ns) == ns
+    fs.protect_all()
+    assert kind(fs, "d.jpg") is Kind.PROTECTED
+    st = fs.stat("/d.jpg")
+    assert (st.st_atime_ns, st.st_mtime_ns) == ns and st.st_size == len(img)
+    # cp -p: times set by path after close
+    fs.write_file("/e.jpg", img)
+    fs.utime("/e.jpg", ns)
+    fs.protect_all()
+    st = fs.stat("/e.jpg")
+    assert (st.st_atime_ns, st.st_mtime_ns) == ns
+
+
+def test_10_worker_threads_never_touch_the_inode_table(fs, monkeypatch):
+    """job_read runs in a worker thread: it must work from the job's own descriptor
+    with the inode table unusable."""
+    img = small_jpeg(11)
+    fs.mkdir("/" + "d" * 200)
+    fs.write_file("/" + "d" * 200 + "/p.jpg", img)
+    job = fs.jobs.take_nowait()
+    inp = fs.vault.job_open(job)
+    monkeypatch.setattr(fs.vault.inodes, "path", None)
+    monkeypatch.setattr(fs.vault, "path", None)
+    try:
+        assert fs.vault.job_read(inp) == img
+    finally:
+        os.close(inp.fd)
+        fs.jobs.finished(job)
+
+
+def test_failed_image_is_retried_and_status_says_why(fs):
+    bad = small_jpeg(12)[:300]  # truncated: the engine refuses it
+    fs.write_file("/bad.jpg", bad)
+    fs.protect_all()
+    assert any("bad.jpg" == p and r for p, r in fs.jobs.failures)
+    for _ in range(2):  # attempts 2 and 3, at the next two mounts
+        fs.unmount_remount()
+        assert "Truncated" in dict(fs.jobs.status()["failures"])["bad.jpg"]  # across mounts
+        assert fs.queued() == 1
+        fs.protect_all()
+    fs.unmount_remount()
+    assert fs.queued() == 0 and "failed" in fs.jobs.status()["paths"]["bad.jpg"]
+    assert fs.read_file("/bad.jpg") == bad
