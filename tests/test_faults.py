@@ -152,7 +152,8 @@ def test_kill9_while_worker_writes_protected_file(tmp_path):
     _mount(v, SISAFS_TEST_SLOW_COMMIT="5")
     (v.mnt / "a.jpg").write_bytes(src.read_bytes())
     (v.mnt / "n.txt").write_bytes(MARKER)
-    tmp = lambda: [p for p in v.dir.iterdir() if p.name.startswith(".sisafs-tmp-")]  # noqa
+    tmp_dir = v.dir / ".sisafs" / "tmp"  # the vault's one temp-file directory
+    tmp = lambda: list(tmp_dir.iterdir()) if tmp_dir.is_dir() else []  # noqa
     wait_for(lambda: tmp() and tmp()[0].stat().st_size > 0, 60, "a half-written commit")
     _kill_daemon(v)
     assert tmp(), "the kill must land while the temp file exists"

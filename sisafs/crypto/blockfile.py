@@ -101,7 +101,35 @@ class BlockFile:
     @classmethod
     def open(cls, fd: int, keys: BlockKeys) -> BlockFile:
         h = read_header_full(os.pread(fd, HEADER_SIZE, 0), keys)
-        return cls(fd, keys, h.file_id, h.size, h.flags, h.attempts)
+        bf = cls(fd, keys, h.file_id, h.size, h.flags, h.attempts)
+        bf._trim()
+        return bf
+
+    def _trim(self) -> None:
+        """Cut what a writer that never closed (a crash) left past the header's size:
+        the header grows lazily, at close, so the backing file can be longer than the
+        size says, and the last block's slot may hold a whole block. Such bytes were
+        never part of the file; left in place, a later write into the last block
+        would leave a stale tail behind its slot, and a later truncate that grows
+        the file would show them. The last block is sealed again at its length first,
+        then the file is cut, so a crash in between still reads back (see
+        _read_blocks). Read-only descriptors cannot do this: reads cope without it."""
+        want = backing_size(self.size)
+        try:
+            if os.fstat(self.fd).st_size <= want:
+                return
+            if self.size % BLOCK:
+                last = self.size // BLOCK
+                plain = self._read_blocks(last, last, self.size)[0]
+                pwrite_all(self.fd, self._seal(last, plain), HEADER_SIZE + last * SLOT)
+            os.ftruncate(self.fd, want)
+        except OSError:
+            pass
+
+    def retarget(self, fd: int) -> None:
+        """Continue on another descriptor of the same file (a writer joined readers)."""
+        self.fd = fd
+        self._trim()
 
     @property
     def header_stale(self) -> bool:
@@ -157,7 +185,16 @@ class BlockFile:
             slot = raw[off : off + SLOT]
             if want and not slot:
                 raise AuthenticationFailed(f"block {i}: missing (backing file truncated)")
-            plain = self._open_slot(i, slot) if slot else b""
+            if 0 < want < BLOCK and len(slot) > want + OVERHEAD:
+                # The last, partial block of a file whose backing is longer than its
+                # header says: a writer that never closed grew it (crash). Its slot
+                # is either exactly this long or a whole block.
+                try:
+                    plain = self._open_slot(i, slot[: want + OVERHEAD])
+                except AuthenticationFailed:
+                    plain = self._open_slot(i, slot)
+            else:
+                plain = self._open_slot(i, slot) if slot else b""
             out.append(plain[:want].ljust(want, b"\0"))
         return out
 

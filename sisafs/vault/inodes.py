@@ -146,6 +146,11 @@ class InodeTable:
             self._release_parent(parent)
         if not entry.names:
             self._close_dir_fd(ino)
+            # The backing inode number is free for reuse by the next file created:
+            # it must not map to this inode, which the kernel may still hold.
+            if entry.backing is not None and self._by_backing.get(entry.backing) == ino:
+                del self._by_backing[entry.backing]
+            entry.backing = None
         self._maybe_drop(ino)
 
     def renamed(self, ino: int, old: tuple[int, str], new: tuple[int, str]) -> None:

@@ -17,19 +17,14 @@ recovery only has to empty that one directory.
 from __future__ import annotations
 
 import enum
+import errno
 import logging
 import os
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sisafs.crypto.blockfile import (
-    HEADER_SIZE,
-    BlockFile,
-    is_block_file,
-    pwrite_all,
-    read_header_full,
-)
+from sisafs.crypto.blockfile import HEADER_SIZE, BlockFile, is_block_file, read_header_full
 from sisafs.crypto.errors import AuthenticationFailed
 from sisafs.formats import codec
 from sisafs.formats.errors import RecordError
@@ -275,4 +270,10 @@ def write_block_file(fd: int, keys: VaultKeys, data: bytes, flags: int = 0) -> N
 
 
 def write_bytes(fd: int, data: bytes) -> None:
-    pwrite_all(fd, data, 0)
+    """Write at the descriptor's position, all of it or ENOSPC."""
+    view, off = memoryview(data), 0
+    while off < len(data):
+        n = os.write(fd, view[off:])
+        if n <= 0:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        off += n

@@ -253,7 +253,7 @@ class Vault:
                 raise DamagedFile(f"{self.rel(path)}: replaced behind sisafs's back")
             block = of.block
             if block is not None:
-                block.fd = fd
+                block.retarget(fd)
             of.bind(fd, True, of.kind, block, of.restored, of.version)
         if of.kind is Kind.EMPTY:
             of.bind(of.fd, True, Kind.BLOCK, BlockFile.create(of.fd, self.keys.block))
