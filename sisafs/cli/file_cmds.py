@@ -56,7 +56,7 @@ def cmd_protect_tree(args) -> int:
     from sisafs.pipeline.executor import ExecutorSpec, make_executor
     from sisafs.vault.bulk import exclusive_vault, protect_tree
     from sisafs.vault.keys import VaultKeys
-    from sisafs.vault.session import worker_config
+    from sisafs.vault.session import Session, worker_config
 
     if args.input is not None or args.output is not None:
         raise UsageError("--recursive takes SRC_DIR and --vault V, no IN OUT")
@@ -74,12 +74,13 @@ def cmd_protect_tree(args) -> int:
         args.executor, args.ray_address, args.workers)
     with exclusive_vault(vault):
         wcfg = worker_config(vault, keys, config.settings, args.level)
-        executor = make_executor(wcfg, spec)
+        session = Session.open(vault, master, config.settings,
+                               executor=make_executor(wcfg, spec))
         try:
-            summary = protect_tree(src, vault, keys, executor,
-                                   None if args.quiet else sys.stderr, args.retry_failed)
+            summary = protect_tree(src, session, None if args.quiet else sys.stderr,
+                                   args.retry_failed)
         finally:
-            executor.shutdown()
+            session.close()
     if args.json:
         print(json.dumps(summary.to_dict()))
     else:

@@ -1,17 +1,18 @@
 """Bulk mode: protect an existing photo tree straight into a vault's backing layout.
 
 `sisafs protect --recursive SRC --vault V` produces what copying SRC into the mounted
-vault would have produced, without FUSE in the way: same names and directories, every
-image a protected JPEG/PNG (or, if it cannot be protected, a block file flagged failed),
-everything else a block file, each with the source's mode and mtime. A later mount
-reads every file back byte-exact.
+vault would have produced, without FUSE in the way, and through the same code: each
+source file is staged as a block file (flagged pending if it is an image) with the
+source's mode and mtime, exactly as a copy through the mount leaves it, and the vault's
+job queue protects and commits it as it does for the mount (sisafs/vault/jobs.py,
+Vault.job_commit). A later mount reads every file back byte-exact.
 
-Resumable without a journal: each file is written to a temp file (the vault's one
-temp-file scheme, sisafs.vault.store.stage), fsynced and renamed in, so a final name only
-ever holds a complete file. A re-run skips a file whose backing file is a block file
-(header MAC verified) or a protected image (record header parsed), holds the source's
-plaintext size and carries the source's mtime. Changed sources are redone, as rsync
-would; temp files of a killed run are deleted at the start of the next.
+Resumable without a journal: every write goes through the vault's temp-file scheme
+(temp file, fsync, rename), so a final name only ever holds a complete file. A re-run
+skips a file whose backing file holds the source's plaintext size and mtime and is
+protected or a finished block file; a staged image (pending) is queued again without
+reading the source; changed sources are redone, as rsync would. Staged images left by
+a killed run are finished by the next run or by the next mount.
 
 Coordination with the mount: bulk mode holds the vault lock (sisafs/vault/lock.py) like
 a mount daemon, so the two never write the same backing tree at once. The pid in
@@ -27,24 +28,24 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import signal
 import stat
 import sys
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
+import trio
+
 from sisafs.crypto.blockfile import FLAG_FAILED, FLAG_PENDING, BlockFile
 from sisafs.errors import InputError, MountpointError
 from sisafs.formats.codec import sniff
-from sisafs.pipeline.executor import Executor
-from sisafs.vault.keys import VaultKeys
 from sisafs.vault.layout import DIRTY_MARKER, PRIVATE_DIR, TMP_PREFIX, is_hidden
 from sisafs.vault.lock import lock_vault
+from sisafs.vault.session import Session
 from sisafs.vault.store import (
     DamagedFile,
     Kind,
@@ -53,8 +54,9 @@ from sisafs.vault.store import (
     install,
     probe_fd,
     stage,
-    write_bytes,
+    temp_dir,
 )
+from sisafs.vault.vault import Vault
 
 CHUNK = 1 << 20
 
@@ -227,15 +229,17 @@ class Progress:
 
 # -- the run ------------------------------------------------------------------------------
 class BulkRun:
-    def __init__(self, src: Path, vault: Path, keys: VaultKeys, executor: Executor,
-                 retry_failed: bool = False):
+    """Stages each source file into the vault the way a copy through the mount would
+    (a block file, flagged pending if it is an image), then the vault's own job queue
+    protects and commits it: the same code as the mount, so a killed run leaves
+    staged photos that the next run, or the next mount, finishes."""
+
+    def __init__(self, src: Path, vault: Vault, retry_failed: bool = False):
         self.retry_failed = retry_failed
         self.src = Path(src)
-        self.root = Path(vault)
-        self.keys = keys
-        self.executor = executor
-        self._cleaned: set[str] = set()
-        self._clean_lock = threading.Lock()
+        self.vault = vault
+        self.root = Path(vault.root)
+        self.keys = vault.keys
 
     def dest(self, rel: str) -> str:
         return os.path.join(self.root, rel)
@@ -248,14 +252,11 @@ class BulkRun:
             if not os.path.isdir(d) or os.path.islink(d):
                 raise NotADirectoryError(errno.ENOTDIR, "exists in the vault as a file",
                                          d) from None
-        self._clean_temps(d)
+        self._clean_legacy_temps(d)
 
-    def _clean_temps(self, d: str) -> None:
-        """Delete temp files a killed run left in d (nobody else writes here now)."""
-        with self._clean_lock:
-            if d in self._cleaned:
-                return
-            self._cleaned.add(d)
+    def _clean_legacy_temps(self, d: str) -> None:
+        """Temp files that versions before the vault's temp directory left beside
+        their targets (nobody else writes here now: we hold the vault lock)."""
         with contextlib.suppress(OSError), os.scandir(d) as it:
             for e in it:
                 if e.name.startswith(TMP_PREFIX):
@@ -270,32 +271,37 @@ class BulkRun:
                 os.chmod(self.dest(rel), stat.S_IMODE(st.st_mode) | stat.S_IRWXU)
 
     # one entry -------------------------------------------------------------------------
-    def done(self, dest: str, st: os.stat_result) -> bool:
-        """Whether an earlier run already stored this source here, completely."""
+    def state(self, dest: str, st: os.stat_result) -> str:
+        """"done" if an earlier run stored this source here completely, "staged" if
+        it staged it and the workers have not finished it, else "new"."""
         try:
             dst = os.lstat(dest)
         except OSError:
-            return False
+            return "new"
         if not stat.S_ISREG(dst.st_mode) or dst.st_mtime_ns != st.st_mtime_ns:
-            return False
+            return "new"
         try:
             fd = os.open(dest, os.O_RDONLY | os.O_NOFOLLOW)
         except OSError:
-            return False
+            return "new"
         try:
             p = probe_fd(fd, self.keys)
         except (DamagedFile, OSError, ValueError):
-            return False
+            return "new"
         finally:
             os.close(fd)
         if p.plain_size != st.st_size:
-            return False
-        if p.kind is Kind.BLOCK and p.flags & FLAG_FAILED and self.retry_failed:
-            return False
-        return p.kind is Kind.PROTECTED or (p.kind is Kind.BLOCK
-                                            and not p.flags & FLAG_PENDING)
+            return "new"
+        if p.kind is Kind.PROTECTED:
+            return "done"
+        if p.kind is not Kind.BLOCK:
+            return "new"
+        if p.flags & FLAG_PENDING or p.flags & FLAG_FAILED and self.retry_failed:
+            return "staged"
+        return "done"
 
     def one(self, e: Entry) -> Outcome:
+        """Worker thread: store one entry; "queued" means the caller queues its job."""
         try:
             if is_hidden(os.path.basename(e.rel), os.sep not in e.rel):
                 return Outcome("error", "reserved name (hidden by the mount)")
@@ -303,7 +309,6 @@ class BulkRun:
                 return self.link(e)
             if e.kind != "file":
                 return Outcome("error", "not a regular file")
-            self._clean_temps(os.path.dirname(self.dest(e.rel)))
             return self.file(e)
         except Exception as ex:
             return Outcome("error", _reason(ex))
@@ -315,10 +320,14 @@ class BulkRun:
         with contextlib.suppress(OSError):
             if os.readlink(dest) == target:
                 return Outcome("skipped")
-        tmp = os.path.join(os.path.dirname(dest), f"{TMP_PREFIX}{os.getpid()}-l-"
-                                                  f"{os.urandom(4).hex()}")
+        tmp = os.path.join(temp_dir(str(self.root)), f"{os.getpid()}-l-{os.urandom(8).hex()}")
+        os.makedirs(os.path.dirname(tmp), mode=0o700, exist_ok=True)
         os.symlink(target, tmp)
-        os.rename(tmp, dest)
+        try:
+            os.rename(tmp, dest)
+        except OSError:
+            os.unlink(tmp)
+            raise
         fsync_dir(os.path.dirname(dest))
         return Outcome("links")
 
@@ -328,27 +337,17 @@ class BulkRun:
         fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW)
         try:
             st = os.fstat(fd)
-            if self.done(dest, st):
+            state = self.state(dest, st)
+            if state == "done":
                 return Outcome("skipped")
+            if state == "staged":
+                return Outcome("queued")
             head = os.pread(fd, 16, 0)
-            if not (head and sniff(head)):
-                self._store(dest, st, lambda out: self._copy_encrypted(fd, out, 0))
-                return Outcome("encrypted")
-            data = _read_all(fd, st.st_size)
+            image = bool(head and sniff(head))
+            staged = stage(str(self.root), lambda out: self._copy_encrypted(
+                fd, out, FLAG_PENDING if image else 0))
         finally:
             os.close(fd)
-        try:
-            result = self.executor.protect(data, e.rel)
-        except Exception as ex:
-            reason = _reason(ex)
-            self._store(dest, st, lambda out: _write_block(out, self.keys, data, FLAG_FAILED))
-            return Outcome("failed", reason)
-        self._store(dest, st, lambda out: write_bytes(out, result.data))
-        return Outcome("selective" if result.path == "selective" else "fallback")
-
-    def _store(self, dest: str, st: os.stat_result, write) -> None:
-        """temp file + fsync + rename + source mode/mtime + fsync of the directory."""
-        staged = stage(str(self.root), write)
         try:
             _own_like(staged.fd, st)
         except BaseException:
@@ -356,9 +355,10 @@ class BulkRun:
             raise
         install(staged, dest, None)  # a directory in the way: OSError, temp removed
         os.utime(dest, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
+        return Outcome("queued" if image else "encrypted")
 
     def _copy_encrypted(self, src_fd: int, out: int, flags: int) -> None:
-        """A non-image, streamed: videos and archives need not fit in memory."""
+        """Streamed: videos and archives need not fit in memory."""
         bf = BlockFile.create(out, self.keys.block, flags)
         off = 0
         while chunk := os.pread(src_fd, CHUNK, off):
@@ -373,37 +373,27 @@ def _own_like(fd: int, st: os.stat_result) -> None:
     os.fchmod(fd, stat.S_IMODE(st.st_mode))
 
 
-def _read_all(fd: int, size: int) -> bytes:
-    chunks, off = [], 0
-    while chunk := os.pread(fd, max(CHUNK, size - off), off):
-        chunks.append(chunk)
-        off += len(chunk)
-    return b"".join(chunks)
-
-
-def _write_block(out: int, keys: VaultKeys, data: bytes, flags: int) -> None:
-    bf = BlockFile.create(out, keys.block, flags)
-    for off in range(0, len(data), CHUNK):
-        bf.write(off, data[off:off + CHUNK])
-
-
-def protect_tree(src: Path, vault: Path, keys: VaultKeys, executor: Executor,
-                 progress: TextIO | None = sys.stderr, retry_failed: bool = False) -> Summary:
-    """Protect everything under src into vault; the caller holds `exclusive_vault`.
+def protect_tree(src: Path, session: Session, progress: TextIO | None = sys.stderr,
+                 retry_failed: bool = False) -> Summary:
+    """Protect everything under src into the session's vault; the caller holds
+    `exclusive_vault` and built the session with `outcomes` as its on_outcome.
 
     retry_failed: also redo images an earlier run stored encrypted whole because they
     could not be protected (after fixing the cause: a cluster that went away, a newer
     codec), instead of counting them as done.
 
     Interrupting it (Ctrl-C) lets the photos in flight finish, then returns the summary
-    with `interrupted` set; a kill loses at most those photos' work, never a file."""
-    src, vault = Path(src), Path(vault)
+    with `interrupted` set; what was staged but not protected stays staged (encrypted,
+    pending) for the next run or mount; a kill loses nothing either."""
+    src, vault = Path(src), session.vault
+    root = Path(vault.root)
     if not src.is_dir():
         raise InputError(f"{src}: not a directory")
-    if src.resolve() == vault.resolve() or vault.resolve() in src.resolve().parents \
-            or src.resolve() in vault.resolve().parents:
+    if src.resolve() == root or root in src.resolve().parents \
+            or src.resolve() in root.parents:
         raise InputError(f"{src}: source and vault must not contain each other")
-    run = BulkRun(src, vault, keys, executor, retry_failed)
+    assert vault.jobs is not None and session.executor is not None
+    run = BulkRun(src, vault, retry_failed)
     entries = list(walk(src))
     dirs = [e.rel for e in entries if e.kind == "dir"]
     files = [e for e in entries if e.kind != "dir"]
@@ -415,41 +405,56 @@ def protect_tree(src: Path, vault: Path, keys: VaultKeys, executor: Executor,
             run.prepare_dir(rel)
         except OSError as ex:
             bad_dirs[rel] = _reason(ex)
-    inflight = max(1, executor.workers) * 2  # one photo running, one read or written
-    pending: set[Future] = set()
-    meta: dict[Future, Entry] = {}
+    queued: set[str] = set()
 
-    def record(f: Future) -> None:
-        s.add(f.result(), meta.pop(f).rel)
-        bar.update(s)
+    def outcome(rel: str, status: str, reason: str) -> None:
+        if rel in queued:
+            queued.discard(rel)
+            s.add(Outcome(status if status != "superseded" else "encrypted", reason), rel)
+            bar.update(s)
 
-    with ThreadPoolExecutor(inflight, thread_name_prefix="bulk") as pool:
-        try:
-            for e in files:
-                parent = os.path.dirname(e.rel)
-                if parent in bad_dirs or any(parent.startswith(d + os.sep) for d in bad_dirs):
-                    s.add(Outcome("error", "parent directory could not be created"), e.rel)
-                    continue
-                while len(pending) >= inflight:
-                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                    for f in done:
-                        record(f)
-                f = pool.submit(run.one, e)
-                meta[f] = e
-                pending.add(f)
-            for f in list(pending):
-                f.result()
-                record(f)
-            pending.clear()
-        except KeyboardInterrupt:
-            s.interrupted = True
-            for f in pending:
-                f.cancel()
-            for f in pending:
-                if not f.cancelled():
-                    with contextlib.suppress(BaseException):
-                        f.result()
-                        record(f)
+    session.outcomes.append(outcome)
+    trio.run(_bulk_main, run, files, bad_dirs, s, bar, queued,
+             max(1, session.executor.workers) * 2)
+    for rel in sorted(queued):  # not protected after all (a hard link appeared, say)
+        s.add(Outcome("encrypted"), rel)
     run.finish_dirs(dirs)
     bar.update(s, final=True)
     return s
+
+
+async def _bulk_main(run: BulkRun, files: list[Entry], bad_dirs: dict[str, str],
+                     s: Summary, bar: Progress, queued: set[str], inflight: int) -> None:
+    queue = run.vault.jobs
+    assert queue is not None
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(queue.run)
+        stop = trio.Event()
+        nursery.start_soon(_stop_on_sigint, stop)
+        limiter = trio.CapacityLimiter(2)
+        for e in files:
+            if stop.is_set():
+                s.interrupted = True
+                break
+            parent = os.path.dirname(e.rel)
+            if parent in bad_dirs or any(parent.startswith(d + os.sep) for d in bad_dirs):
+                s.add(Outcome("error", "parent directory could not be created"), e.rel)
+                continue
+            await queue.wait_below(inflight)
+            o = await trio.to_thread.run_sync(run.one, e, limiter=limiter)
+            if o.status == "queued":
+                queued.add(e.rel)
+                run.vault.requeue(run.dest(e.rel))
+            else:
+                s.add(o, e.rel)
+                bar.update(s)
+        await queue.drain()
+        nursery.cancel_scope.cancel()
+
+
+async def _stop_on_sigint(stop: trio.Event) -> None:
+    """Ctrl-C: stop staging new files, let the queued ones finish."""
+    with trio.open_signal_receiver(signal.SIGINT) as sigs:
+        async for _ in sigs:
+            stop.set()
+            return

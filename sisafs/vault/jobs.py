@@ -18,6 +18,7 @@ import math
 import os
 import time
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -56,8 +57,12 @@ RETRYABLE = (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS)
 
 
 class JobQueue:
-    def __init__(self, target: JobTarget, executor: Executor, runners: int, root: str = "/"):
+    def __init__(self, target: JobTarget, executor: Executor, runners: int, root: str = "/",
+                 on_outcome: Callable[[str, str, str], None] | None = None):
         self.root = root
+        # (path, "selective" / "fallback" / "failed" / "superseded", reason): bulk mode
+        # tallies its summary from these.
+        self.on_outcome = on_outcome
         self.target = target
         self.executor = executor
         self.runners = max(1, runners)
@@ -94,6 +99,11 @@ class JobQueue:
     def depth(self) -> int:
         return len(self._pending)
 
+    async def wait_below(self, depth: int) -> None:
+        """Back-pressure for producers that are not FUSE (bulk mode)."""
+        while len(self._pending) >= depth:
+            await trio.sleep(0.02)
+
     async def drain(self) -> None:
         """Return when every submitted job has finished (committed or failed)."""
         while self._pending:
@@ -115,6 +125,10 @@ class JobQueue:
                 self.failed += 1
             finally:
                 self.finished(job)
+
+    def _tell(self, path: str, outcome: str, reason: str) -> None:
+        if self.on_outcome is not None and path:
+            self.on_outcome(path, outcome, reason)
 
     def take_nowait(self) -> Job | None:
         """The next queued job, for callers that run jobs step by step (the in-process
@@ -155,7 +169,9 @@ class JobQueue:
             os.close(inp.fd)
         if final is None:
             self._set_state(path, "superseded")
+            self._tell(path, "superseded", "")
             return
+        self._tell(final, result.path, "")
         self.done += 1
         if result.path == "selective":
             self.selective += 1
@@ -171,6 +187,7 @@ class JobQueue:
         log.warning("could not protect %s (%s); it stays encrypted whole%s", path, reason,
                     ", queued again at the next mount" if retry else "")
         final = self.target.job_failed(job, retry_later=retry)
+        self._tell(final or path, "failed", reason)
         self.failed += 1
         self.failures.append((final or path, reason))
         self._set_state(final or path, f"failed: {reason}")

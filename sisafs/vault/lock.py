@@ -43,7 +43,7 @@ def lock_vault(vault: str | os.PathLike, what: str = "mount") -> int:
         os.close(fd)
         pid = holder(vault)
         who = f"process {pid}" if pid else "another process"
-        raise VaultBusy(f"{vault}: vault is in use by {who} (a mount, possibly still "
+        raise VaultBusy(f"{vault}: vault busy: in use by {who} (a mount, possibly still "
                         "draining its queue, or a bulk 'sisafs protect -r' run); "
                         f"wait for it to finish, then try again ({what} refused)") from None
     os.ftruncate(fd, 0)

@@ -9,7 +9,8 @@ nothing sets attributes on another object after construction.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from sisafs.pipeline.executor import Executor, ExecutorSpec, make_executor
@@ -38,6 +39,8 @@ class Session:
     keys: VaultKeys
     executor: Executor | None
     vault: Vault
+    # Listeners for job outcomes (path, outcome, reason); bulk mode tallies with one.
+    outcomes: list[Callable[[str, str, str], None]] = field(default_factory=list)
 
     @classmethod
     def open(cls, root: str | os.PathLike, master: bytes, settings: dict,
@@ -50,10 +53,17 @@ class Session:
         if jobs and executor is None:
             executor = make_executor(worker_config(root, keys, settings),
                                      spec or ExecutorSpec.from_settings(settings))
+        outcomes: list[Callable[[str, str, str], None]] = []
+
+        def tell(path: str, outcome: str, reason: str) -> None:
+            for listener in outcomes:
+                listener(path, outcome, reason)
+
         vault = Vault(root, keys, executor if jobs else None,
                       cache_bytes=int(settings.get("cache_mb", 256)) << 20,
-                      max_image_bytes=int(settings.get("max_image_mb", 256)) << 20)
-        return cls(root, keys, executor, vault)
+                      max_image_bytes=int(settings.get("max_image_mb", 256)) << 20,
+                      on_outcome=tell)
+        return cls(root, keys, executor, vault, outcomes)
 
     def close(self) -> None:
         if self.executor is not None:

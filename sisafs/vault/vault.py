@@ -73,7 +73,7 @@ class JobInput:
 class Vault:
     def __init__(self, root: str, keys: VaultKeys, executor: Executor | None = None, *,
                  cache_bytes: int = 256 << 20, max_image_bytes: int = 256 << 20,
-                 runners: int | None = None):
+                 runners: int | None = None, on_outcome=None):
         self.root = root
         self.keys = keys
         self.max_image_bytes = max_image_bytes
@@ -87,7 +87,8 @@ class Vault:
         self._probes: dict[tuple, Probe] = {}
         self.jobs: JobQueue | None = None
         if executor is not None:
-            self.jobs = JobQueue(self, executor, runners or executor.workers, root)
+            self.jobs = JobQueue(self, executor, runners or executor.workers, root,
+                                 on_outcome)
 
     # -- identity ------------------------------------------------------------------
     def path(self, ino: int) -> str | None:
