@@ -222,8 +222,11 @@ class Operations(pyfuse3.Operations):
     def _info(self, fh: int, keyholder: bool = True) -> FileInfo:
         """Users without the key bypass the page cache (direct I/O), so they can never
         be served pages of an original a key holder read; key holders keep the cache
-        and shared mmap (fsx, databases)."""
-        return FileInfo(fh=fh, direct_io=not keyholder)
+        and shared mmap (fsx, databases). Without --allow-other only key holders exist,
+        and the kernel may keep cached pages across opens: every change of content
+        goes through this mount, and a protection commit never changes plaintext."""
+        return FileInfo(fh=fh, direct_io=not keyholder,
+                        keep_cache=keyholder and not self.allow_other)
 
     @translate
     async def open(self, inode, flags, ctx):
