@@ -481,8 +481,7 @@ class Vault:
         except BaseException:
             os.close(fd)
             raise
-        self.cache.put((version, new.st_size), original)
-        if of is not None:
+        if of is not None:  # readers follow; the cache only holds what users read
             of.bind(fd, False, Kind.PROTECTED, restored=original, version=version)
         else:
             os.close(fd)
