@@ -226,3 +226,18 @@ def test_failed_image_is_retried_and_status_says_why(fs):
     fs.unmount_remount()
     assert fs.queued() == 0 and "failed" in fs.jobs.status()["paths"]["bad.jpg"]
     assert fs.read_file("/bad.jpg") == bad
+
+
+def test_links_to_special_files_never_open_them(fs):
+    """pjdfstest link/00.t: linking a FIFO must not open it (that blocks the daemon)."""
+    import stat as st_
+
+    ctx = fs.ctx
+    from inproc import _call
+
+    for i, mode in enumerate((st_.S_IFIFO, st_.S_IFSOCK)):
+        _call(fs.ops.mknod, 1, f"n{i}".encode(), mode | 0o644, 0, ctx)
+        fs.link(f"/n{i}", f"/l{i}")
+        assert fs.stat(f"/l{i}").st_nlink == 2 and fs.stat(f"/n{i}").st_nlink == 2
+        fs.unlink(f"/n{i}")
+        assert fs.stat(f"/l{i}").st_nlink == 1

@@ -24,6 +24,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import stat
 from dataclasses import dataclass
 
 from sisafs.crypto.blockfile import FLAG_FAILED, FLAG_PENDING, BlockFile
@@ -381,7 +382,10 @@ class Vault:
             if of.kind is Kind.PROTECTED:
                 self._to_block(of, path)
             return
-        if self.probe(path, os.lstat(path)).kind is Kind.PROTECTED:
+        st = os.lstat(path)
+        if not stat.S_ISREG(st.st_mode):
+            return  # FIFOs, devices, sockets, symlinks: never opened by the vault
+        if self.probe(path, st).kind is Kind.PROTECTED:
             self._to_block(None, path)
 
     # -- jobs ------------------------------------------------------------------------
