@@ -77,8 +77,9 @@ def cmd_protect_tree(args) -> int:
         session = Session.open(vault, master, config.settings,
                                executor=make_executor(wcfg, spec))
         try:
-            summary = protect_tree(src, session, None if args.quiet else sys.stderr,
-                                   args.retry_failed)
+            # The bar only on a terminal: a log or a pipe gets just the summary.
+            bar = None if args.quiet or not sys.stderr.isatty() else sys.stderr
+            summary = protect_tree(src, session, bar, args.retry_failed)
         finally:
             session.close()
     if args.json:

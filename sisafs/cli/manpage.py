@@ -101,8 +101,7 @@ def render_exit_codes() -> str:
             "Every failure a user can cause has its own stable exit code, so scripts can "
             "tell a wrong passphrase from a missing vault. Codes never change meaning and "
             "new ones are only added at the end. `sisafs --help` prints the same table.\n\n"
-            "| code | exception | meaning |\n| ---: | --- | --- |\n" + rows + "\n\n"
-            "130 means the command was interrupted (Ctrl-C).\n")
+            "| code | exception | meaning |\n| ---: | --- | --- |\n" + rows + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
