@@ -78,6 +78,22 @@ def _fusermount_u(mountpoint: Path) -> None:
     raise FuseUnavailableError(f"fusermount3 -u {mountpoint} failed: {err}")
 
 
+def _exited(pid: int) -> bool:
+    """The daemon is gone: no such pid, someone else's pid now, or a zombie whose
+    parent (a service manager, a test) has not reaped it yet."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except (OSError, IndexError):
+        return False
+
+
 def unmount(mountpoint: Path, timeout: float = 120.0,
             progress: Callable[[dict], None] | None = None, interval: float = 0.5) -> dict:
     """Drain, unmount, and wait for the daemon to exit; returns the last status.
@@ -89,11 +105,7 @@ def unmount(mountpoint: Path, timeout: float = 120.0,
     _fusermount_u(mountpoint)
     pid, deadline = int(st["pid"]), time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if _exited(pid):
             return st
-        except PermissionError:
-            return st  # the pid now belongs to someone else: ours has exited
         time.sleep(0.05)
     raise SisafsError(f"the daemon (pid {pid}) is still finishing; it will exit on its own")
