@@ -33,10 +33,10 @@ def cmd_protect(args) -> int:
     if args.executor or args.ray_address or args.workers or args.json or args.retry_failed:
         raise UsageError("--executor, --ray-address, --workers, --json and --retry-failed "
                          "go with --recursive")
+    if args.level is not None and not 1 <= args.level <= 5:
+        raise UsageError("--level must be between 1 and 5")
     data = read_input(args.input)
-    key = image_key(args)
-    detectors = {}
-    worker.init_worker(worker.WorkerConfig(key, args.level or 3, detectors))
+    worker.init_worker(_single_config(args))
     try:
         result = worker.protect_image(data)
     except FormatError as e:
@@ -45,6 +45,20 @@ def cmd_protect(args) -> int:
     labels = ", ".join(f"{n} {k}" for k, n in sorted(result.labels.items())) or "no regions"
     print(f"{args.output}: protected ({result.path}); altered {labels}")
     return 0
+
+
+def _single_config(args):
+    """The worker config for one file: with --vault, exactly the mount's (the vault's
+    level, look, detectors, preferences and enrolled people; --level still overrides the
+    level); with --keyfile, the defaults."""
+    from sisafs.pipeline.worker import WorkerConfig
+    from sisafs.vault.keys import VaultKeys
+
+    if args.vault and not args.keyfile:
+        config, master = unlock(Path(args.vault), args)
+        keys = VaultKeys.from_master(master)
+        return WorkerConfig.for_vault(Path(args.vault), keys, config.settings, args.level)
+    return WorkerConfig(image_key(args), args.level or 3, {})
 
 
 def cmd_protect_tree(args) -> int:
