@@ -31,7 +31,9 @@ def cmd_init(args) -> int:
     vault.mkdir(mode=0o700, parents=True, exist_ok=True)
     config.save(vault)
     print(f"Created vault {vault} (security level {args.level}). "
-          f"Mount it with: sisafs mount {vault} MOUNTPOINT")
+          f"Mount it with: mkdir -p MOUNTPOINT && sisafs mount {vault} MOUNTPOINT")
+    print(f"See what each level does to your own photos first: sisafs preview PHOTO... "
+          f"(then sisafs config {vault} --level N)")
     if recovery:
         print()
         print_recovery_key(vault, recovery)

@@ -136,20 +136,26 @@ class Choice:
     look: str = "noise"
 
 
-def choose_regions(data: bytes, relpath: str = "") -> Choice:
-    """Detect and rank: the regions of `data` to alter, with the settings that apply to
-    `relpath` (the file's path in the vault). Needs no key."""
-    from sisafs.rank import Preferences, select_regions
-
+def detect_regions(data: bytes, relpath: str = "") -> tuple[list, int, int, dict]:
+    """Detect only: (regions, width, height, effective settings) for `data` at `relpath`.
+    `sisafs preview` ranks one detection at every level from this."""
     assert _config is not None, "init_worker was not called"
     if codec.sniff(data[:16]) is None:
         raise UnsupportedImage("not a JPEG or PNG")
     eff = _config.for_path(relpath)
     img = decode_for_detection(data)
-    regions = _get_stack(eff["detectors"]).detect(img)
-    chosen = select_regions(regions, img.width, img.height, eff["level"],
+    return _get_stack(eff["detectors"]).detect(img), img.width, img.height, eff
+
+
+def choose_regions(data: bytes, relpath: str = "") -> Choice:
+    """Detect and rank: the regions of `data` to alter, with the settings that apply to
+    `relpath` (the file's path in the vault). Needs no key."""
+    from sisafs.rank import Preferences, select_regions
+
+    regions, width, height, eff = detect_regions(data, relpath)
+    chosen = select_regions(regions, width, height, eff["level"],
                             Preferences.from_dict(eff["preferences"]))
-    return Choice(tuple(chosen), img.width, img.height, eff["look"])
+    return Choice(tuple(chosen), width, height, eff["look"])
 
 
 def seal(data: bytes, choice: Choice, image_key: bytes) -> JobResult:
