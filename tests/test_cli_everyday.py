@@ -56,3 +56,42 @@ def test_drain_progress_is_silent_off_a_terminal():
     bar(_status(1, 2))
     bar.close()
     assert "draining: 0/3 photos" in tty.getvalue() and tty.getvalue().endswith("\n")
+
+
+def _commands(parser, prefix=""):
+    import argparse
+
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    seen = set()
+    for name, sub in action.choices.items():
+        if id(sub) in seen:
+            continue
+        seen.add(id(sub))
+        if any(isinstance(a, argparse._SubParsersAction) for a in sub._actions):
+            yield from _commands(sub, f"{prefix}{name} ")
+        else:
+            yield f"{prefix}{name}"
+
+
+def test_every_command_has_examples_in_the_man_page():
+    from sisafs.cli import build_parser
+    from sisafs.cli.examples import EXAMPLES
+    from sisafs.cli.manpage import render_man
+
+    commands = list(_commands(build_parser()))
+    assert "people add" in commands and "preview" in commands
+    assert sorted(EXAMPLES) == sorted(commands)
+    man = render_man(build_parser())
+    for cmd in commands:
+        section = man.split(f".SS {cmd}", 1)[1].split(".SS ", 1)[0]
+        assert "Examples:" in section and ("\\fBsisafs" in section or "mkdir" in section), cmd
+
+
+def test_make_install_man_and_install_systemd_install_the_page(tmp_path):
+    for target in ("install-man", "install-systemd"):
+        dest = tmp_path / target
+        subprocess.run(["make", "-s", "-C", str(REPO), target, f"DESTDIR={dest}",
+                        "MANDIR=/man", "SYSTEMD_USER_DIR=/user", "MOUNT_HELPER_DIR=",
+                        "SISAFS_BIN=/bin/true"], check=True, capture_output=True)
+        page = dest / "man" / "man1" / "sisafs.1"
+        assert page.read_text() == (REPO / "docs" / "man" / "sisafs.1").read_text()
