@@ -46,7 +46,7 @@ def test_exempted_person_untouched_everyone_else_altered(tmp_path, corpus, perso
     vault = str(tmp_path / "v")
     run("init", vault, "--passfile", str(pw), "--kdf", "scrypt")
     run("people", "add", "--vault", vault, "--passfile", str(pw), "me", str(CORPUS / enrol))
-    run("config", vault, "--never", "me")
+    run("config", vault, "--never", "me", "--passfile", str(pw))
     for name in sorted({a["file"] for a in appearances}):
         out = tmp_path / f"p_{name}"
         run("protect", str(CORPUS / name), str(out), "--vault", vault, "--passfile", str(pw))
