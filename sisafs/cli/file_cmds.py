@@ -125,17 +125,29 @@ def cmd_inspect(args) -> int:
     from sisafs.formats import codec
     from sisafs.formats.errors import RecordError
 
+    data = read_input(args.file)
+    key = image_key(args) if (args.keyfile or args.vault) else None
     try:
-        info = codec.inspect(read_input(args.file))
+        info = codec.inspect(data, key)
     except RecordError as e:
+        if key is not None and "sealed notes" in str(e):
+            raise AuthError(f"{args.file}: {e}") from None
         raise InputError(f"{args.file}: {e}") from None
     if args.json:
         print(json.dumps(info))
         return 0
     print(f"{args.file}: {info['format']}, {info['path']} path, record {info['record_bytes']} "
           f"bytes, original {info['original_size']} bytes")
+    print(f"altered ({len(info['regions'])}):")
     for r in info["regions"]:
-        print(f"  {r['label']:8s} {r['look']:8s} box={r['box']} score={r['score']}")
+        print(f"  {r['label']:8s} {r['look']:8s} box={r['box']} score={r['score']}"
+              + (f"  why: {r['why']}" if r.get("why") else ""))
+    if "kept" in info:
+        print(f"kept as they are ({len(info['kept'])}):")
+        for r in info["kept"]:
+            print(f"  {r['label']:8s} box={r['box']} score={r['score']}  why: {r['why']}")
+    else:
+        print("(regions kept as they are, and why, are sealed: give --keyfile or --vault)")
     return 0
 
 
@@ -177,7 +189,11 @@ def register(sub) -> None:
         passphrase_args(s)
         s.set_defaults(func=func)
 
-    s = sub.add_parser("inspect", help="format, path, regions and record size (no key needed)")
+    s = sub.add_parser("inspect", help="format, path, regions altered and why; with a key, "
+                       "also the regions kept as they are and why")
     s.add_argument("file")
     s.add_argument("--json", action="store_true")
+    s.add_argument("--keyfile", help="also open the sealed notes (regions kept, and why)")
+    s.add_argument("--vault", help="as --keyfile, with the vault's key (asks its passphrase)")
+    passphrase_args(s)
     s.set_defaults(func=cmd_inspect)

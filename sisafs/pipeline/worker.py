@@ -134,6 +134,7 @@ class Choice:
     width: int
     height: int
     look: str = "noise"
+    kept: tuple = ()  # regions left as they are, with why (sealed into the record)
 
 
 def detect_regions(data: bytes, relpath: str = "") -> tuple[list, int, int, dict]:
@@ -153,14 +154,16 @@ def choose_regions(data: bytes, relpath: str = "") -> Choice:
     from sisafs.rank import Preferences, select_regions
 
     regions, width, height, eff = detect_regions(data, relpath)
+    kept: list = []
     chosen = select_regions(regions, width, height, eff["level"],
-                            Preferences.from_dict(eff["preferences"]))
-    return Choice(tuple(chosen), width, height, eff["look"])
+                            Preferences.from_dict(eff["preferences"]), kept)
+    return Choice(tuple(chosen), width, height, eff["look"], tuple(kept))
 
 
 def seal(data: bytes, choice: Choice, image_key: bytes) -> JobResult:
     """Alter the chosen regions and seal the original into the restore record."""
-    prot = codec.protect(data, list(choice.regions), choice.look, image_key)
+    prot = codec.protect(data, list(choice.regions), choice.look, image_key,
+                         kept=choice.kept)
     labels: dict[str, int] = {}
     for r in choice.regions:
         labels[r.label] = labels.get(r.label, 0) + 1
