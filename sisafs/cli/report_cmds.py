@@ -18,13 +18,26 @@ def cmd_report(args) -> int:
     if args.thumb < 64 or args.thumb > 2048:
         raise UsageError("--thumb must be between 64 and 2048 pixels")
     target = Path(args.target)
-    key = None
+    key = levels = None
+    if args.levels and not (args.originals or args.passfile or args.extpass
+                            or args.recovery_key):
+        raise UsageError("--levels runs the detectors on the originals: unlock with "
+                         "--originals, --passfile or --extpass")
     if args.originals or args.passfile or args.extpass or args.recovery_key:
         vault, _, _ = resolve(target)
-        _, master = unlock_vault(vault, args)
-        key = VaultKeys.from_master(master).image
+        config, master = unlock_vault(vault, args)
+        keys = VaultKeys.from_master(master)
+        key = keys.image
+        if args.levels:
+            import os
+            from dataclasses import replace
+
+            from sisafs.pipeline.worker import WorkerConfig
+
+            levels = replace(WorkerConfig.for_vault(vault, keys, config.settings),
+                             image_key=os.urandom(32))  # seals nothing anyone keeps
     report = collect(target, key, originals_from_mount=not args.no_originals,
-                     limit=args.limit, side=args.thumb)
+                     limit=args.limit, side=args.thumb, levels_config=levels)
     if args.html:
         from sisafs.report.html import render
 
@@ -121,6 +134,9 @@ def register(sub) -> None:
     s.add_argument("--limit", type=int, metavar="N", help="only the first N photos")
     s.add_argument("--thumb", type=int, default=360, metavar="PX",
                    help="thumbnail size, long edge (default 360)")
+    s.add_argument("--levels", action="store_true",
+                   help="also show each original at levels 1-5, as sisafs preview does "
+                        "(runs the detectors: slow; needs the passphrase)")
     passphrase_args(s)
     recovery_flag(s)
     s.set_defaults(func=cmd_report)
