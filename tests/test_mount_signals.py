@@ -96,3 +96,27 @@ def test_second_sigint_stops_now_and_next_mount_protects_the_queue(tmp_path):
     assert "3 protected" in out
     for name in names:
         assert (v.dir / name).read_bytes()[:2] == b"\xff\xd8"
+
+
+def test_one_sigterm_drains_and_exits_zero(tmp_path):
+    v = Vault(tmp_path, level=2)
+    for kv in FAST:
+        run("config", str(v.dir), "--set", kv)
+    log = open(tmp_path / "fg.log", "w")
+    daemon = subprocess.Popen([*SISAFS, "mount", str(v.dir), str(v.mnt), "--passfile",
+                               str(v.passfile), "--workers", "1", "--foreground"],
+                              stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: os.path.ismount(v.mnt), 30, "mount")
+        shutil.copy(SAMPLE, v.mnt / "one.jpg")
+        daemon.send_signal(signal.SIGTERM)
+        code = daemon.wait(180)
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.wait()
+        log.close()
+        v.force_unmount()
+    text = (tmp_path / "fg.log").read_text()
+    assert code == 0 and "Traceback" not in text, text
+    assert (v.dir / "one.jpg").read_bytes()[:2] == b"\xff\xd8"  # protected before exit

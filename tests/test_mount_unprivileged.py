@@ -67,5 +67,7 @@ def test_normal_user_init_mount_copy_unmount_read_back(user):
         assert out == digest, name
     st = user.sisafs("status", "mnt")
     assert "Traceback" not in st.stderr
+    assert "vault" in user.sisafs("info", "vault").stdout
     user.sisafs("unmount", "mnt")
     assert not mounted(h / "mnt")
+    assert user.sisafs("fsck", "vault", "--passfile", "pass").returncode == 0
