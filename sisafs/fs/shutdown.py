@@ -42,24 +42,26 @@ def terminate_fuse() -> None:
         pyfuse3.terminate()
 
 
-def kill_workers(executor: object) -> int:
-    """Stop every worker process of `executor` now; returns how many were killed.
+def kill_workers(executor: object, timeout: float = 10.0) -> int:
+    """Stop every worker process of `executor` now; returns how many were killed here.
 
-    An executor may offer `stop_now()` (the local pool does); any other process this
-    daemon started through multiprocessing is killed as well, so none outlives it."""
+    Local workers are this daemon's multiprocessing children: killed outright (a pool
+    shutdown would wait for the photos they hold). Any other executor (Ray: actors on
+    other processes or machines) is asked to shut down, for at most `timeout` seconds."""
+    import threading
+
+    if getattr(executor, "kind", "local") != "local":
+        stopper = threading.Thread(target=getattr(executor, "shutdown", lambda: None),
+                                   daemon=True)
+        stopper.start()
+        stopper.join(timeout)
     killed = 0
-    stop = getattr(executor, "stop_now", None)
-    if callable(stop):
-        try:
-            killed += int(stop() or 0)
-        except Exception:  # a stop that fails must not keep the others alive
-            log.exception("stopping the workers failed; killing them")
     for child in multiprocessing.active_children():
         try:
             child.kill()
             child.join(2)
             killed += 1
-        except Exception:
+        except Exception:  # one that will not die must not keep the others alive
             pass
     return killed
 
@@ -82,7 +84,8 @@ def stop_now(executor: object, mountpoint: Path, queued: int,
         log.exception("could not detach %s", mountpoint)
     killed = kill_workers(executor)
     log.info("stopped %d worker processes; exit %d", killed, StoppedEarly.exit_code)
-    logging.shutdown()
+    for handler in logging.getLogger().handlers:
+        handler.flush()  # os._exit flushes nothing
     exit(StoppedEarly.exit_code)
 
 
