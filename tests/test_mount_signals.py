@@ -39,6 +39,13 @@ def _children(pid: int) -> set[int]:
     return out
 
 
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:120]
+    except OSError:
+        return "?"
+
+
 def _alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -81,7 +88,8 @@ def test_second_sigint_stops_now_and_next_mount_protects_the_queue(tmp_path):
     text = (tmp_path / "fg.log").read_text()
     assert code == StoppedEarly.exit_code, text
     assert "Traceback" not in text and "Segmentation" not in text, text
-    wait_for(lambda: not any(_alive(p) for p in workers), 10, "workers to go")
+    left = lambda: [(p, _cmdline(p)) for p in workers if _alive(p)]  # noqa: E731
+    wait_for(lambda: not left(), 10, f"workers to go: {left()}")
     for name in names:  # still encrypted whole, flagged pending
         assert (v.dir / name).read_bytes()[:5] == b"SISAB"
 

@@ -46,16 +46,23 @@ def kill_workers(executor: object, timeout: float = 10.0) -> int:
     """Stop every worker process of `executor` now; returns how many were killed here.
 
     Local workers are this daemon's multiprocessing children: killed outright (a pool
-    shutdown would wait for the photos they hold). Any other executor (Ray: actors on
-    other processes or machines) is asked to shut down, for at most `timeout` seconds."""
+    shutdown would wait for the photos they hold), and the pool is told not to start
+    new ones. Any other executor (Ray: actors on other processes or machines) is asked
+    to shut down, for at most `timeout` seconds."""
     import threading
 
-    if getattr(executor, "kind", "local") != "local":
+    killed = 0
+    stop = getattr(executor, "stop_now", None)  # the local pool: no restart after this
+    if callable(stop):
+        try:
+            killed += int(stop() or 0)
+        except Exception:
+            log.exception("stopping the worker pool failed; killing its processes")
+    elif getattr(executor, "kind", "local") != "local":
         stopper = threading.Thread(target=getattr(executor, "shutdown", lambda: None),
                                    daemon=True)
         stopper.start()
         stopper.join(timeout)
-    killed = 0
     for child in multiprocessing.active_children():
         try:
             child.kill()
