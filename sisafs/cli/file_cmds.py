@@ -53,11 +53,12 @@ def _single_config(args):
     level); with --keyfile, the defaults."""
     from sisafs.pipeline.worker import WorkerConfig
     from sisafs.vault.keys import VaultKeys
+    from sisafs.vault.session import worker_config
 
     if args.vault and not args.keyfile:
         config, master = unlock(Path(args.vault), args)
         keys = VaultKeys.from_master(master)
-        return WorkerConfig.for_vault(Path(args.vault), keys, config.settings, args.level)
+        return worker_config(Path(args.vault), keys, config.settings, args.level)
     return WorkerConfig(image_key(args), args.level or 3, {})
 
 

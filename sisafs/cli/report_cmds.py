@@ -32,9 +32,9 @@ def cmd_report(args) -> int:
             import os
             from dataclasses import replace
 
-            from sisafs.pipeline.worker import WorkerConfig
+            from sisafs.vault.session import worker_config
 
-            levels = replace(WorkerConfig.for_vault(vault, keys, config.settings),
+            levels = replace(worker_config(vault, keys, config.settings),
                              image_key=os.urandom(32))  # seals nothing anyone keeps
     report = collect(target, key, originals_from_mount=not args.no_originals,
                      limit=args.limit, side=args.thumb, levels_config=levels)
@@ -72,6 +72,7 @@ def cmd_preview(args) -> int:
     from sisafs.pipeline.worker import WorkerConfig
     from sisafs.report.preview import out_paths, preview_png
     from sisafs.vault.config import atomic_write
+    from sisafs.vault.session import worker_config
 
     if args.thumb < 64 or args.thumb > 2048:
         raise UsageError("--thumb must be between 64 and 2048 pixels")
@@ -84,7 +85,7 @@ def cmd_preview(args) -> int:
         vault = Path(args.vault)
         config, master = unlock_vault(vault, args)
         keys = VaultKeys.from_master(master)
-        wcfg = replace(WorkerConfig.for_vault(vault, keys, config.settings), image_key=throwaway)
+        wcfg = replace(worker_config(vault, keys, config.settings), image_key=throwaway)
     else:
         wcfg = WorkerConfig(throwaway)
     for photo, out in zip(args.photos, out_paths(args.photos, args.out), strict=True):
