@@ -16,10 +16,15 @@ from sisafs.report.preview import CAPTION_PX, GAP_PX
 SAMPLE = Path(__file__).resolve().parents[1] / "sisafs" / "data" / "sample" / "dn_person.jpg"
 
 
-def test_preview_writes_the_level_grid(tmp_path):
-    out = tmp_path / "strip.png"
-    res = run("preview", str(SAMPLE), "--out", str(out), "--thumb", "160")
-    assert str(out) in res.stdout
+def test_preview_writes_one_level_grid_per_photo(tmp_path):
+    """Two photos in one run (the models load once): one picture each in --out."""
+    png = tmp_path / "small.png"
+    Image.new("RGB", (64, 48), "green").save(png)
+    res = run("preview", str(png), str(SAMPLE), "--out", str(tmp_path / "out"),
+              "--thumb", "160")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "dn_person.preview.png", "small.preview.png"], res.stdout
+    out = tmp_path / "out" / "dn_person.preview.png"
     assert stat.S_IMODE(os.stat(out).st_mode) == 0o600
     im = Image.open(out).convert("RGB")
     tile_w = 160  # the sample is landscape: tiles are 160 wide
@@ -37,12 +42,6 @@ def test_preview_writes_the_level_grid(tmp_path):
     assert min(diffs) > 1 and diffs[4] > diffs[0]
 
 
-def test_preview_of_several_photos_goes_to_a_directory(tmp_path):
-    png = tmp_path / "small.png"
-    Image.new("RGB", (64, 48), "green").save(png)
-    res = run("preview", str(png), str(SAMPLE), "--out", str(tmp_path / "out"),
-              "--thumb", "64")
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
-        "dn_person.preview.png", "small.preview.png"], res.stdout
+def test_preview_of_a_missing_photo_is_exit_16(tmp_path):
     bad = run("preview", str(tmp_path / "missing.jpg"), check=False)
     assert bad.returncode == 16 and "Traceback" not in bad.stderr
