@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-all bench lint clean install-systemd man
+.PHONY: install demo test test-all bench lint clean install-systemd install-man man
 
 install: $(STAMP)
 
@@ -36,13 +36,22 @@ SYSTEMD_USER_DIR ?= $(HOME)/.config/systemd/user
 MOUNT_HELPER_DIR ?= $(if $(filter 0,$(shell id -u)),/sbin,)
 SISAFS_BIN ?= $(abspath $(VENV)/bin/sisafs)
 
-install-systemd:
+install-systemd: install-man
 	mkdir -p $(DESTDIR)$(SYSTEMD_USER_DIR)
 	sed 's|@SISAFS@|$(SISAFS_BIN)|g' systemd/sisafs@.service > $(DESTDIR)$(SYSTEMD_USER_DIR)/sisafs@.service
 	if [ -n "$(MOUNT_HELPER_DIR)" ]; then mkdir -p $(DESTDIR)$(MOUNT_HELPER_DIR) && \
 	  sed 's|@SISAFS@|$(SISAFS_BIN)|g' systemd/mount.fuse.sisafs > $(DESTDIR)$(MOUNT_HELPER_DIR)/mount.fuse.sisafs && \
 	  chmod 755 $(DESTDIR)$(MOUNT_HELPER_DIR)/mount.fuse.sisafs; fi
 	@echo "installed; now: systemctl --user daemon-reload (see docs/howto.md)"
+
+# The man page, where man(1) looks: as root the system's local pages, otherwise
+# ~/.local/share/man (man-db searches it when ~/.local/bin is on PATH; else set MANPATH).
+MANDIR ?= $(if $(filter 0,$(shell id -u)),/usr/local/share/man,$(HOME)/.local/share/man)
+
+install-man:
+	mkdir -p $(DESTDIR)$(MANDIR)/man1
+	install -m 644 docs/man/sisafs.1 $(DESTDIR)$(MANDIR)/man1/sisafs.1
+	@echo "installed $(MANDIR)/man1/sisafs.1: try 'man sisafs'"
 
 # The man page and docs/exit-codes.md, generated from the argparse parser and
 # sisafs.errors so they cannot drift (tests/test_docs_generated compares).

@@ -72,6 +72,19 @@ class SettingsError(SisafsError):
     exit_code = 19
 
 
+class BusyError(SisafsError):
+    """`sisafs unmount` refused: a file is still open, or a shell is inside the mount."""
+
+    exit_code = 20
+
+
+class StoppedEarly(SisafsError):
+    """The mount was stopped by a second signal before its queue drained: the photos
+    still queued stay encrypted whole, flagged pending, and the next mount protects them."""
+
+    exit_code = 21
+
+
 EXIT_CODES: dict[int, str] = {
     0: "success",
     1: "unexpected internal error (a bug: please report it with the log)",
@@ -86,4 +99,9 @@ EXIT_CODES: dict[int, str] = {
     17: "authentication failed: wrong key, or a tampered or truncated record",
     18: "fsck found damaged files",
     19: "invalid setting (sisafs config): unknown name, bad value or directory",
+    20: "mountpoint busy (unmount): a file is still open or a shell is inside",
+    21: "mount stopped by a second signal before the queue drained: queued photos stay "
+        "encrypted and are protected at the next mount",
+    130: "interrupted (Ctrl-C); protect -r resumes where it stopped when run again",
+    141: "standard output was closed early (piped into head): nothing went wrong",
 }

@@ -168,6 +168,50 @@ def _carve(region: Region, holes: Iterable[Region]) -> Region:
     return replace(region, mask=mask) if touched else region
 
 
+TEXT_IN_FACE = 0.5  # a text box at least this much inside faces is a face read as text
+
+
+def trim_text(regions: Sequence[Region], dropped: list[Region] | None = None
+              ) -> list[Region]:
+    """Text boxes with the faces they overlap cut out, or dropped when mostly face.
+
+    The text detector reads large faces as text now and then (4 of 13 portraits tried),
+    and text is always altered, so an exempted face under such a box was noised anyway.
+    A face is judged only as a face: the part of a text box over a face is left to the
+    face's own decision, and a box that is mostly face is not text at all."""
+    faces = [r for r in regions if r.label == FACE]
+    if not faces:
+        return list(regions)
+    out = []
+    for region in regions:
+        if region.label != TEXT:
+            out.append(region)
+            continue
+        carved = _carve(region, faces)
+        if carved is region:
+            out.append(region)
+            continue
+        before = region.area if region.mask is None else int(region.mask.sum())
+        left = int(carved.mask.sum()) if carved.mask is not None else before
+        if before and left / before > 1 - TEXT_IN_FACE:
+            out.append(replace(carved, why="text: always altered (trimmed off a face, "
+                                           "which is judged as a face)"))
+        elif dropped is not None:
+            dropped.append(replace(region, why="text box mostly over a face: judged as "
+                                               "the face instead"))
+    return out
+
+
+def _why_mandatory(region: Region, prefs: Preferences) -> str:
+    """Why a region is always altered; public (it goes into the record's manifest), so
+    it never names an enrolled person."""
+    if region.label in prefs.always:
+        return f"{region.label}: on the always list"
+    if region.identity is not None and region.identity in prefs.always:
+        return "an enrolled person on the always list"
+    return region.why or f"{region.label}: always altered"
+
+
 def _centred_fill(grid: _Grid, width: int, height: int, target: float,
                   holes: list[Region]) -> Region | None:
     """The smallest centred box (image aspect) that lifts coverage to `target`."""
@@ -188,13 +232,18 @@ def _centred_fill(grid: _Grid, width: int, height: int, target: float,
 
 
 def select_regions(regions: Sequence[Region], width: int, height: int, level: int,
-                   prefs: Preferences | None = None) -> list[Region]:
-    """The regions to alter at `level`: every non-exempt face and text region, then the
-    others by priority until the level's coverage is met, then a centred fill if the
-    detections were not enough. Coverage counts the image less the exempt faces."""
+                   prefs: Preferences | None = None, kept: list[Region] | None = None
+                   ) -> list[Region]:
+    """The regions to alter at `level`: every non-exempt face and text region (text
+    trimmed off faces, see trim_text), then the others by priority until the level's
+    coverage is met, then a centred fill if the detections were not enough. Coverage
+    counts the image less the exempt faces. Each chosen region says `why`; regions left
+    as they are go to `kept`, with why (those reasons may name people: keep them secret)."""
     _check_level(level)
     prefs = prefs or Preferences()
+    target = coverage_for_level(level)
     clipped = [c for c in (r.clipped(width, height) for r in regions) if c is not None]
+    clipped = trim_text(clipped, kept)
     holes = [r for r in clipped if _exempt(r, prefs)]
     rest = [r for r in clipped if not _exempt(r, prefs)]
     rest = [r if r.label in (FACE, TEXT) else _carve(r, holes) for r in rest]
@@ -202,18 +251,28 @@ def select_regions(regions: Sequence[Region], width: int, height: int, level: in
     grid = _Grid(width, height)
     for hole in holes:
         grid.paint(hole, grid.blocked)
-    target = coverage_for_level(level)
-    chosen = [r for r in rest if _mandatory(r, prefs)]
+    chosen = [replace(r, why=_why_mandatory(r, prefs)) for r in rest if _mandatory(r, prefs)]
     for region in chosen:
         grid.paint(region)
+    order = ", ".join(dict.fromkeys([*prefs.priority, "centre"]))
+    ranked = 0
     for region in rest:
+        if _mandatory(region, prefs):
+            continue
         if grid.share() >= target:
-            break
-        if not _mandatory(region, prefs):
-            chosen.append(region)
-            grid.paint(region)
+            if kept is not None:
+                kept.append(replace(region, why=f"{region.label}: not needed, the level's "
+                                                f"{target:.0%} was reached"))
+            continue
+        ranked += 1
+        chosen.append(replace(region, why=f"{region.label}: ranked {ranked} by {order} to "
+                                          f"reach the level's {target:.0%}"))
+        grid.paint(region)
     if grid.share() < target:
         fill = _centred_fill(grid, width, height, target, holes)
         if fill is not None:
-            chosen.append(fill)
+            chosen.append(replace(fill, why=f"centred fill: the detections covered less "
+                                            f"than the level's {target:.0%}"))
+    if kept is not None:
+        kept += [replace(h, why=f"face of {h.identity}: on the never list") for h in holes]
     return [r for r in chosen if r.mask is None or r.mask.any()]

@@ -28,6 +28,8 @@ class Region:
     mask: optional boolean array of shape (h, w) aligned to `box`; True = sensitive.
     identity: name of an enrolled person this face matched with certainty, else None.
     source: which detector produced it (for reports and evaluation).
+    why: why the ranking altered or kept it (set by sisafs.rank; shown by inspect and the
+      report).
     """
 
     label: str
@@ -36,6 +38,7 @@ class Region:
     source: str = ""
     mask: np.ndarray | None = field(default=None, compare=False, repr=False)
     identity: str | None = None
+    why: str = field(default="", compare=False)
 
     @property
     def area(self) -> int:
@@ -52,4 +55,4 @@ class Region:
         if mask is not None:
             mask = mask[y0 - int(y) : y1 - int(y), x0 - int(x) : x1 - int(x)]
         return Region(self.label, self.score, (x0, y0, x1 - x0, y1 - y0), self.source, mask,
-                      self.identity)
+                      self.identity, self.why)

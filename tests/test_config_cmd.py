@@ -25,6 +25,25 @@ def shared_vault(tmp_path_factory):
     return Vault(tmp_path_factory.mktemp("config"))
 
 
+def _enrol(vault, name: str) -> None:
+    """A person in the vault's people store without a photo (an arbitrary embedding):
+    `config --never` only checks that the name is enrolled."""
+    import numpy as np
+
+    from sisafs.cli.people_cmds import LABEL
+    from sisafs.people import PeopleStore
+    from sisafs.vault.keys import VaultKeys
+    from sisafs.vault.layout import PEOPLE_FILE, PRIVATE_DIR
+
+    config = VaultConfig.load(vault.dir)
+    keys = VaultKeys.from_master(config.unlock(vault.passfile.read_text().strip().encode()))
+    store = PeopleStore()
+    store.add_embeddings(name, [np.ones(128, np.float32) / np.sqrt(128)])
+    path = vault.dir / PRIVATE_DIR / PEOPLE_FILE
+    path.parent.mkdir(mode=0o700, exist_ok=True)
+    path.write_bytes(store.dump(lambda b: keys.seal_state(b, LABEL)))
+
+
 def _settings(vault) -> dict:
     return json.loads((vault.dir / "sisafs.conf").read_text())["settings"]
 
@@ -44,11 +63,13 @@ def _settings(vault) -> dict:
     (["--clear"], "--clear needs --dir"),
     (["--dir", "Nobody", "--clear"], "no override to clear"),
     (["--unset", "detectors.margin"], "is not set"),
+    (["--never", "bob", "--passfile", "PASSFILE"], "'bob' is not enrolled"),
 ])
 def test_invalid_settings_are_exit_19_and_change_nothing(shared_vault, argv, message):
     vault = shared_vault
     conf = vault.dir / "sisafs.conf"
     before = conf.read_bytes()
+    argv = [str(shared_vault.passfile) if a == "PASSFILE" else a for a in argv]
     res = run("config", str(vault.dir), *argv, check=False)
     assert res.returncode == SettingsError.exit_code, res.stderr
     assert message in res.stderr
@@ -57,8 +78,10 @@ def test_invalid_settings_are_exit_19_and_change_nothing(shared_vault, argv, mes
 
 def test_changes_and_directory_overrides_are_saved(vault):
     d = str(vault.dir)
+    _enrol(vault, "me")
     run("config", d, "--level", "4", "--priority", "faces,text",
-        "--set", "detectors.face_threshold=0.4", "--always", "car", "--never", "me")
+        "--set", "detectors.face_threshold=0.4", "--always", "car", "--never", "me",
+        "--passfile", str(vault.passfile))
     run("config", d, "--dir", "Family", "--level", "5", "--look", "pixelate")
     run("config", d, "--dir", "Family/Public/", "--level", "2", "--always", "me")
     s = _settings(vault)

@@ -85,6 +85,18 @@ def test_html_and_contact_sheet_show_every_photo(built, tmp_path):
 
 
 @needs_fuse
+def test_report_says_why_and_shows_the_levels(built, tmp_path):
+    html_out = tmp_path / "levels.html"
+    res = run("report", str(built.dir), "--html", str(html_out), "--levels", check=False)
+    assert res.returncode == 2 and "--levels" in res.stderr
+    run("report", str(built.dir), "--html", str(html_out), "--levels", "--limit", "1",
+        "--passfile", str(built.passfile))
+    html = html_out.read_text()
+    assert "altered because face: always altered" in html
+    assert html.count("class=levels") == 1 and "sisafs preview" in html
+
+
+@needs_fuse
 def test_report_without_key_has_no_originals_and_through_mount_has_them(built, tmp_path):
     out = run("report", str(built.dir), "--html", str(tmp_path / "a.html")).stdout
     assert "3 photos (0 with original)" in out

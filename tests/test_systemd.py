@@ -10,9 +10,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from unprivileged import user
 
 REPO = Path(__file__).resolve().parents[1]
 ANALYZE = shutil.which("systemd-analyze")
+__all__ = ["user"]  # the fixture
 needs_analyze = pytest.mark.skipif(ANALYZE is None,
                                    reason="systemd-analyze missing (apt install systemd)")
 
@@ -74,3 +76,98 @@ def test_mount_helper_translates_options(tmp_path):
                          capture_output=True, text=True, check=True)
     assert res.stdout.split() == ["mount", "/v", "/m", "--passfile", "/etc/p",
                                   "--allow-other", "--workers", "2"]
+
+
+# -- the unit's command line, run as a normal user under the unit's settings -------------
+# Settings the test reproduces with setpriv (None: no effect on this check). Any other
+# [Service] key fails the test: a sandboxing option it cannot reproduce could hide a
+# mount that only works here (PrivateTmp= would put the mount in its own namespace).
+REPRODUCED = {"Type": None, "EnvironmentFile": None, "LoadCredential": None,
+              "ExecStartPre": None, "ExecStart": None, "ExecStop": None,
+              "TimeoutStopSec": None, "KillMode": None, "Restart": None, "RestartSec": None,
+              "NoNewPrivileges": "--no-new-privs"}
+
+
+def _service(unit: str) -> list[tuple[str, str]]:
+    out, section = [], ""
+    for line in unit.splitlines():
+        line = line.strip()
+        if line.startswith("["):
+            section = line
+        elif section == "[Service]" and line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            out.append((key, value))
+    return out
+
+
+def _expand(value: str, env: dict[str, str], instance: str, config_home: str) -> list[str]:
+    """Specifiers and ${VAR} as systemd expands them, then its (shell-like) quoting."""
+    import re
+    import shlex
+
+    value = value.replace("%i", instance).replace("%E", config_home)
+    value = re.sub(r"\$\{(\w+)\}", lambda m: env[m.group(1)], value)
+    return shlex.split(value)
+
+
+@pytest.mark.skipif(shutil.which("systemd-ask-password") is None, reason="needs systemd")
+def test_unit_command_line_mounts_and_drains_as_a_normal_user(tmp_path, user):
+    import sys
+
+    from helpers import PASSPHRASE
+    from unprivileged import mounted, wait_mounted
+
+    if not os.path.exists("/dev/fuse") or shutil.which("fusermount3") is None:
+        pytest.skip("needs /dev/fuse and fusermount3")
+    h = user.home
+    wrapper = h / "sisafs"  # what @SISAFS@ becomes: an executable sisafs
+    wrapper.write_text(f"#!/bin/sh\nexec '{sys.executable}' -m sisafs.cli \"$@\"\n")
+    wrapper.chmod(0o755)
+    dest = _install(tmp_path, str(wrapper))
+    unit = (dest / "user" / "sisafs@.service").read_text()
+    settings = _service(unit)
+    refused = [k for k, _ in settings if k not in REPRODUCED]
+    assert not refused, f"the test cannot reproduce {refused}: extend it, or drop them"
+    sandbox = [REPRODUCED[k] for k, v in settings if REPRODUCED.get(k) and v == "yes"]
+
+    config_home = str(h / ".config")
+    env = {"SISAFS_VAULT": str(h / "Photos.vault"), "SISAFS_MOUNTPOINT": str(h / "Photos")}
+    creds = h / "creds"
+    user.run("mkdir", "-p", str(creds), f"{config_home}/sisafs")
+    (creds / "passphrase").write_text(PASSPHRASE)  # as LoadCredential= would present it
+    os.chown(creds / "passphrase", user.uid, user.gid)
+    pw = h / "pw"
+    pw.write_text(PASSPHRASE + "\n")
+    os.chown(pw, user.uid, user.gid)
+    user.sisafs("init", env["SISAFS_VAULT"], "--passfile", str(pw), "--level", "2")
+    svc_env = {**env, "CREDENTIALS_DIRECTORY": str(creds)}
+    cmd = dict(settings)
+    user.run(*sandbox, *_expand(cmd["ExecStartPre"], env, "photos", config_home))
+
+    def start(*extra: str) -> subprocess.Popen:
+        argv = _expand(cmd["ExecStart"], env, "photos", config_home)
+        return subprocess.Popen([*user.prefix, *extra, *argv], env={**user.env, **svc_env},
+                                cwd=h, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True)
+
+    # The check can fail: NoNewPrivileges=yes, as the unit used to set, cannot mount.
+    blocked = start("--no-new-privs")
+    out, _ = blocked.communicate(timeout=120)
+    assert blocked.returncode == 13, out
+
+    service = start(*sandbox)
+    try:
+        wait_mounted(h / "Photos", 60)
+        shutil.copy(REPO / "sisafs" / "data" / "sample" / "dn_person.jpg", h / "in.jpg")
+        os.chmod(h / "in.jpg", 0o644)
+        user.run("cp", str(h / "in.jpg"), str(h / "Photos" / "me.jpg"))
+        stop = user.run(*sandbox, *_expand(cmd["ExecStop"], env, "photos", config_home))
+        assert "1 protected" in stop.stdout, stop.stdout + stop.stderr
+        out, _ = service.communicate(timeout=120)
+        assert service.returncode == 0, out
+    finally:
+        if service.poll() is None:
+            service.kill()
+            service.wait()
+    assert not mounted(h / "Photos")
+    assert (h / "Photos.vault" / "me.jpg").read_bytes()[:2] == b"\xff\xd8"

@@ -34,10 +34,28 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _quiet_closed_pipe() -> int:
+    """The reader went away (`sisafs status | head`): that is not an error. Point stdout
+    at /dev/null so the interpreter's final flush cannot raise again, and exit as a
+    command killed by SIGPIPE would, without a traceback."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    return 128 + 13  # SIGPIPE, as the shell reports it
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, still inside the handler
+        return code
+    except BrokenPipeError:
+        return _quiet_closed_pipe()
     except SisafsError as e:
         print(f"sisafs: error: {e}", file=sys.stderr)
         return e.exit_code

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from sisafs.cli.common import passphrase_args
 from sisafs.errors import SettingsError
 
 SCALARS = ("level", "look", "workers", "cache_mb", "max_image_mb")
@@ -143,11 +144,29 @@ def apply_args(settings: dict, args) -> list[str]:
     return changes
 
 
+def check_enrolled(args) -> None:
+    """--never names must be enrolled people: a name that matches nobody exempts nobody,
+    and a typo ("Me" for "me") would leave the user believing they are exempt. The
+    people store is sealed, so this asks for the passphrase."""
+    if not args.never:
+        return
+    from sisafs.cli.people_cmds import _open_store
+
+    names = set(_open_store(args)[0].names())
+    for name in args.never:
+        if name not in names:
+            raise SettingsError(
+                f"refused, nothing saved: {name!r} is not enrolled (enrolled: "
+                f"{', '.join(sorted(names)) or 'nobody'}); enrol them first with "
+                f"sisafs people add {name} PHOTO --vault {args.vault}")
+
+
 def cmd_config(args) -> int:
     from sisafs.vault.config import VaultConfig, locked, validate_settings
 
     vault = Path(args.vault)
     VaultConfig.load(vault)  # a clear "no such vault" before anything else
+    check_enrolled(args)
     with locked(vault):
         config = VaultConfig.load(vault)
         settings = copy.deepcopy(config.settings)
@@ -193,7 +212,8 @@ def register(sub) -> None:
     s.add_argument("--always", action="append", default=[], metavar="NAME",
                    help="always alter NAME (an enrolled person or a label such as car)")
     s.add_argument("--never", action="append", default=[], metavar="NAME",
-                   help="never alter the enrolled person NAME (e.g. me)")
+                   help="never alter the enrolled person NAME (e.g. me); refused unless "
+                        "NAME is enrolled (asks for the passphrase to check)")
     s.add_argument("--forget", action="append", default=[], metavar="NAME",
                    help="remove NAME from the always and never lists")
     s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -202,4 +222,5 @@ def register(sub) -> None:
     s.add_argument("--unset", action="append", default=[], metavar="KEY",
                    help="back to the default (or, with --dir, to the vault's value)")
     s.add_argument("--clear", action="store_true", help="with --dir: drop that override")
+    passphrase_args(s)
     s.set_defaults(func=cmd_config)

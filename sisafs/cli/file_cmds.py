@@ -33,10 +33,10 @@ def cmd_protect(args) -> int:
     if args.executor or args.ray_address or args.workers or args.json or args.retry_failed:
         raise UsageError("--executor, --ray-address, --workers, --json and --retry-failed "
                          "go with --recursive")
+    if args.level is not None and not 1 <= args.level <= 5:
+        raise UsageError("--level must be between 1 and 5")
     data = read_input(args.input)
-    key = image_key(args)
-    detectors = {}
-    worker.init_worker(worker.WorkerConfig(key, args.level or 3, detectors))
+    worker.init_worker(_single_config(args))
     try:
         result = worker.protect_image(data)
     except FormatError as e:
@@ -45,6 +45,21 @@ def cmd_protect(args) -> int:
     labels = ", ".join(f"{n} {k}" for k, n in sorted(result.labels.items())) or "no regions"
     print(f"{args.output}: protected ({result.path}); altered {labels}")
     return 0
+
+
+def _single_config(args):
+    """The worker config for one file: with --vault, exactly the mount's (the vault's
+    level, look, detectors, preferences and enrolled people; --level still overrides the
+    level); with --keyfile, the defaults."""
+    from sisafs.pipeline.worker import WorkerConfig
+    from sisafs.vault.keys import VaultKeys
+    from sisafs.vault.session import worker_config
+
+    if args.vault and not args.keyfile:
+        config, master = unlock(Path(args.vault), args)
+        keys = VaultKeys.from_master(master)
+        return worker_config(Path(args.vault), keys, config.settings, args.level)
+    return WorkerConfig(image_key(args), args.level or 3, {})
 
 
 def cmd_protect_tree(args) -> int:
@@ -77,8 +92,9 @@ def cmd_protect_tree(args) -> int:
         session = Session.open(vault, master, config.settings,
                                executor=make_executor(wcfg, spec))
         try:
-            summary = protect_tree(src, session, None if args.quiet else sys.stderr,
-                                   args.retry_failed)
+            # The bar only on a terminal: a log or a pipe gets just the summary.
+            bar = None if args.quiet or not sys.stderr.isatty() else sys.stderr
+            summary = protect_tree(src, session, bar, args.retry_failed)
         finally:
             session.close()
     if args.json:
@@ -110,17 +126,29 @@ def cmd_inspect(args) -> int:
     from sisafs.formats import codec
     from sisafs.formats.errors import RecordError
 
+    data = read_input(args.file)
+    key = image_key(args) if (args.keyfile or args.vault) else None
     try:
-        info = codec.inspect(read_input(args.file))
+        info = codec.inspect(data, key)
     except RecordError as e:
+        if key is not None and "sealed notes" in str(e):
+            raise AuthError(f"{args.file}: {e}") from None
         raise InputError(f"{args.file}: {e}") from None
     if args.json:
         print(json.dumps(info))
         return 0
     print(f"{args.file}: {info['format']}, {info['path']} path, record {info['record_bytes']} "
           f"bytes, original {info['original_size']} bytes")
+    print(f"altered ({len(info['regions'])}):")
     for r in info["regions"]:
-        print(f"  {r['label']:8s} {r['look']:8s} box={r['box']} score={r['score']}")
+        print(f"  {r['label']:8s} {r['look']:8s} box={r['box']} score={r['score']}"
+              + (f"  why: {r['why']}" if r.get("why") else ""))
+    if "kept" in info:
+        print(f"kept as they are ({len(info['kept'])}):")
+        for r in info["kept"]:
+            print(f"  {r['label']:8s} box={r['box']} score={r['score']}  why: {r['why']}")
+    else:
+        print("(regions kept as they are, and why, are sealed: give --keyfile or --vault)")
     return 0
 
 
@@ -162,7 +190,11 @@ def register(sub) -> None:
         passphrase_args(s)
         s.set_defaults(func=func)
 
-    s = sub.add_parser("inspect", help="format, path, regions and record size (no key needed)")
+    s = sub.add_parser("inspect", help="format, path, regions altered and why; with a key, "
+                       "also the regions kept as they are and why")
     s.add_argument("file")
     s.add_argument("--json", action="store_true")
+    s.add_argument("--keyfile", help="also open the sealed notes (regions kept, and why)")
+    s.add_argument("--vault", help="as --keyfile, with the vault's key (asks its passphrase)")
+    passphrase_args(s)
     s.set_defaults(func=cmd_inspect)

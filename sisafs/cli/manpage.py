@@ -60,6 +60,40 @@ def _usage(name: str, sub: argparse.ArgumentParser) -> str:
     return " ".join(parts)
 
 
+def _examples(name: str) -> list[str]:
+    from sisafs.cli.examples import EXAMPLES
+
+    out = []
+    for i, (line, what) in enumerate(EXAMPLES.get(name, [])):
+        out += [".PP" if i else ".PP\n\\fIExamples:\\fR", ".RS 4", ".nf",
+                f"\\fB{_roff(line)}\\fR", ".fi", _roff(what[0].upper() + what[1:] + "."),
+                ".RE"]
+    return out
+
+
+def _command(name: str, aliases: list[str], hlp: str,
+             sub: argparse.ArgumentParser) -> list[str]:
+    """One .SS per command; a command with actions (people) gets one per action."""
+    nested = [a for a in sub._actions if isinstance(a, argparse._SubParsersAction)]
+    if nested:
+        out = []
+        for child, child_aliases, child_help, child_sub in _subcommands(sub):
+            out += _command(f"{name} {child}", child_aliases, child_help, child_sub)
+        return out
+    title = name + (f" (alias: {', '.join(aliases)})" if aliases else "")
+    out = [f".SS {_roff(title)}", _usage(name, sub), ".PP", _roff(hlp.rstrip(".") + ".")]
+    if sub.description:
+        out += [".PP", _roff(sub.description)]
+    for a in sub._actions:
+        if isinstance(a, argparse._HelpAction) or a.help == argparse.SUPPRESS:
+            continue
+        text = a.help or ("required" if not a.option_strings else "")
+        if a.choices and a.option_strings:
+            text = f"{text} (one of: {', '.join(map(str, a.choices))})".strip()
+        out += [".TP", _option(a), _roff(text or "enable")]
+    return out + _examples(name)
+
+
 def render_man(parser: argparse.ArgumentParser) -> str:
     out = [f'.TH SISAFS 1 "" "sisafs {__version__}" "User Commands"',
            ".SH NAME", "sisafs \\- " + _roff("a FUSE filesystem that keeps a photo library "
@@ -68,17 +102,7 @@ def render_man(parser: argparse.ArgumentParser) -> str:
            ".SH DESCRIPTION", _roff(parser.description or ""),
            ".SH COMMANDS"]
     for name, aliases, hlp, sub in _subcommands(parser):
-        title = name + (f" (alias: {', '.join(aliases)})" if aliases else "")
-        out += [f".SS {_roff(title)}", _usage(name, sub), ".PP", _roff(hlp.rstrip(".") + ".")]
-        if sub.description:
-            out += [".PP", _roff(sub.description)]
-        for a in sub._actions:
-            if isinstance(a, argparse._HelpAction) or a.help == argparse.SUPPRESS:
-                continue
-            text = a.help or ("required" if not a.option_strings else "")
-            if a.choices and a.option_strings:
-                text = f"{text} (one of: {', '.join(map(str, a.choices))})".strip()
-            out += [".TP", _option(a), _roff(text or "enable")]
+        out += _command(name, aliases, hlp, sub)
     out += [".SH EXIT STATUS", ".TS", "tab(|);", "r l."]
     out += [f"{code}|{_roff(text)}" for code, text in errors.EXIT_CODES.items()]
     out += [".TE", ".SH FILES", ".TP", "\\fIVAULT\\fB/sisafs.conf\\fR",
@@ -101,8 +125,7 @@ def render_exit_codes() -> str:
             "Every failure a user can cause has its own stable exit code, so scripts can "
             "tell a wrong passphrase from a missing vault. Codes never change meaning and "
             "new ones are only added at the end. `sisafs --help` prints the same table.\n\n"
-            "| code | exception | meaning |\n| ---: | --- | --- |\n" + rows + "\n\n"
-            "130 means the command was interrupted (Ctrl-C).\n")
+            "| code | exception | meaning |\n| ---: | --- | --- |\n" + rows + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:

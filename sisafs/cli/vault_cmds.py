@@ -31,7 +31,9 @@ def cmd_init(args) -> int:
     vault.mkdir(mode=0o700, parents=True, exist_ok=True)
     config.save(vault)
     print(f"Created vault {vault} (security level {args.level}). "
-          f"Mount it with: sisafs mount {vault} MOUNTPOINT")
+          f"Mount it with: mkdir -p MOUNTPOINT && sisafs mount {vault} MOUNTPOINT")
+    print(f"See what each level does to your own photos first: sisafs preview PHOTO... "
+          f"(then sisafs config {vault} --level N)")
     if recovery:
         print()
         print_recovery_key(vault, recovery)
@@ -63,9 +65,16 @@ def cmd_mount(args) -> int:
 
 
 def cmd_unmount(args) -> int:
-    from sisafs import control
+    import sys
 
-    st = control.unmount(Path(args.mountpoint))
+    from sisafs import control
+    from sisafs.report.progress import DrainProgress
+
+    bar = DrainProgress(None if args.quiet else sys.stderr)
+    try:
+        st = control.unmount(Path(args.mountpoint), progress=bar)
+    finally:
+        bar.close()
     print(f"Unmounted {args.mountpoint}: {st['done']} protected, {st['failed']} failed "
           "to protect (kept encrypted whole).")
     return 0
@@ -121,6 +130,9 @@ def register(sub) -> None:
     s = sub.add_parser("unmount", aliases=["umount"],
                        help="drain the queue, write everything, and unmount")
     s.add_argument("mountpoint")
+    s.add_argument("--quiet", "-q", action="store_true",
+                   help="no progress line while the queue drains (there is none "
+                        "anyway when stderr is not a terminal)")
     s.set_defaults(func=cmd_unmount)
 
     s = sub.add_parser("status", help="queue depth, done, failed, per-path state")

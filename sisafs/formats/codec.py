@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from sisafs.crypto.keys import PURPOSE_NOISE, subkey
-from sisafs.formats import jpeg_container, png_container, record
+from sisafs.formats import jpeg_container, notes, png_container, record
 from sisafs.formats.errors import FormatError, RecordError, UnsupportedImage
 from sisafs.formats.fallback import protect_pixels
 from sisafs.regions import Region
@@ -57,13 +57,20 @@ def _selective(fmt: str):
         return None
 
 
-def _manifest(regions: Sequence[Region], look: str) -> dict:
-    return {"regions": [{"label": r.label, "box": [int(v) for v in r.box],
-                         "score": round(float(r.score), 3), "look": look} for r in regions]}
+def _manifest(regions: Sequence[Region], look: str, kept: Sequence[Region] = (),
+              image_key: bytes = b"", file_id: bytes = b"") -> dict:
+    """What the record says in the clear: the altered regions and why (never a name);
+    the regions left as they are travel sealed (sisafs/formats/notes.py)."""
+    out: dict = {"regions": [{"label": r.label, "box": [int(v) for v in r.box],
+                              "score": round(float(r.score), 3), "look": look,
+                              **({"why": r.why} if r.why else {})} for r in regions]}
+    if kept:
+        out[notes.FIELD] = notes.seal_kept(kept, image_key, file_id)
+    return out
 
 
 def protect(data: bytes, regions: Sequence[Region], look: str, image_key: bytes,
-            *, allow_selective: bool = True) -> Protected:
+            *, allow_selective: bool = True, kept: Sequence[Region] = ()) -> Protected:
     """The public image with an embedded restore record; raises UnsupportedImage when
     the input cannot be protected as an image at all (the caller stores it encrypted)."""
     fmt = sniff(data[:16])
@@ -71,7 +78,7 @@ def protect(data: bytes, regions: Sequence[Region], look: str, image_key: bytes,
         raise UnsupportedImage("not a JPEG or PNG")
     existing = _existing_record(data, fmt)
     file_id = os.urandom(16)
-    manifest = _manifest(regions, look)
+    manifest = _manifest(regions, look, kept, image_key, file_id)
     reason = "selective codec not available"
     module = _selective(fmt) if allow_selective else None
     if module is not None and existing is None:
@@ -173,10 +180,16 @@ def read_header(f: BinaryIO) -> record.RecordHeader | None:
         return None
 
 
-def inspect(data: bytes) -> dict:
-    """What `sisafs inspect` prints: no secrets, no key needed."""
+def inspect(data: bytes, image_key: bytes | None = None) -> dict:
+    """What `sisafs inspect` prints: no secrets without a key; with the image key, also
+    the regions left as they are and why (RecordError if the key does not open them)."""
     fmt, blob, _ = split(data)
     header = record.parse_header(blob)
-    return {"format": fmt, "path": header.path_name, "record_bytes": len(blob),
-            "original_size": header.original_size, "record_version": header.version,
-            "regions": (header.manifest or {}).get("regions", [])}
+    manifest = header.manifest or {}
+    out = {"format": fmt, "path": header.path_name, "record_bytes": len(blob),
+           "original_size": header.original_size, "record_version": header.version,
+           "regions": manifest.get("regions", [])}
+    if image_key is not None:
+        sealed = manifest.get(notes.FIELD)
+        out["kept"] = notes.open_kept(sealed, image_key, header.file_id) if sealed else []
+    return out

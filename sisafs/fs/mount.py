@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import signal
 import stat
 import sys
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ import pyfuse3
 import trio
 
 from sisafs.errors import FuseUnavailableError, MountpointError
+from sisafs.fs import shutdown
 from sisafs.fs.operations import Operations
 from sisafs.pipeline.executor import ExecutorSpec
 from sisafs.vault.config import VaultConfig
@@ -146,7 +146,7 @@ def _serve_locked(opts: MountOptions, root: str, master: bytes, config: VaultCon
              session.executor.workers, session.executor.kind)
     closed = False
     try:
-        trio.run(_main, vault, queue, root)
+        trio.run(_main, vault, queue, root, opts.mountpoint)
         closed = True
     finally:
         if not closed:
@@ -157,10 +157,10 @@ def _serve_locked(opts: MountOptions, root: str, master: bytes, config: VaultCon
     log.info("unmounted; %d protected, %d failed", queue.done, queue.failed)
 
 
-async def _main(vault: Vault, queue: JobQueue, root: str) -> None:
+async def _main(vault: Vault, queue: JobQueue, root: str, mountpoint: Path) -> None:
     async with trio.open_nursery() as nursery:
         nursery.start_soon(queue.run)
-        nursery.start_soon(_on_signals)
+        nursery.start_soon(_on_signals, queue, mountpoint)
         nursery.start_soon(_requeue, vault, root)
         await pyfuse3.main()
         pyfuse3.close(unmount=True)
@@ -180,12 +180,10 @@ async def _requeue(vault: Vault, root: str) -> None:
         log.info("queued %d images left by an earlier mount", len(paths))
 
 
-async def _on_signals() -> None:
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as sigs:
-        async for sig in sigs:
-            log.info("signal %d: unmounting after the queue drains", sig)
-            pyfuse3.terminate()
-            return
+async def _on_signals(queue: JobQueue, mountpoint: Path) -> None:
+    """First signal: drain and exit; second: stop at once (sisafs/fs/shutdown.py)."""
+    await shutdown.on_signals(shutdown.terminate_fuse, queue.executor, mountpoint,
+                              lambda: queue.depth)
 
 
 def daemonize_and_serve(opts: MountOptions, master: bytes, config: VaultConfig) -> None:

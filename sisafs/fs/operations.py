@@ -95,7 +95,7 @@ class Operations(pyfuse3.Operations):
     def _control_attrs(self) -> EntryAttributes:
         a = EntryAttributes()
         a.st_ino = CONTROL_INO
-        a.st_mode = stat.S_IFREG | 0o444
+        a.st_mode = stat.S_IFREG | 0o644  # owner-writable: unmount sets its drain xattr
         a.st_nlink = 1
         a.st_uid = self.owner_uid
         a.entry_timeout = a.attr_timeout = 0

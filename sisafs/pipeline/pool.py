@@ -44,9 +44,12 @@ class WorkerPool:
         self._lock = threading.Lock()
         self._executor: ProcessPoolExecutor | None = None
         self.restarts = 0
+        self._stopped = False
 
     def _get(self) -> ProcessPoolExecutor:
         with self._lock:
+            if self._stopped:
+                raise WorkerCrashed("the worker pool was stopped")
             if self._executor is None:
                 self._executor = ProcessPoolExecutor(
                     self.workers, mp_context=multiprocessing.get_context("spawn"),
@@ -70,6 +73,21 @@ class WorkerPool:
                 log.warning("a worker process died (attempt %d); restarting the pool", attempt)
                 self._reset(ex)
         raise WorkerCrashed("the worker process crashed on this image twice")
+
+    def stop_now(self) -> int:
+        """Kill the worker processes without waiting for their photos, and start no new
+        ones (a job whose worker died would otherwise retry in a fresh pool while the
+        daemon exits: sisafs/fs/shutdown.py). Returns how many were killed."""
+        with self._lock:
+            self._stopped = True
+            ex, self._executor = self._executor, None
+        if ex is None:
+            return 0
+        procs = list((getattr(ex, "_processes", None) or {}).values())
+        for proc in procs:
+            proc.kill()
+        ex.shutdown(wait=False, cancel_futures=True)
+        return len(procs)
 
     def shutdown(self) -> None:
         """Wait for running jobs, drop queued ones, stop the processes."""

@@ -134,6 +134,18 @@ class Choice:
     width: int
     height: int
     look: str = "noise"
+    kept: tuple = ()  # regions left as they are, with why (sealed into the record)
+
+
+def detect_regions(data: bytes, relpath: str = "") -> tuple[list, int, int, dict]:
+    """Detect only: (regions, width, height, effective settings) for `data` at `relpath`.
+    `sisafs preview` ranks one detection at every level from this."""
+    assert _config is not None, "init_worker was not called"
+    if codec.sniff(data[:16]) is None:
+        raise UnsupportedImage("not a JPEG or PNG")
+    eff = _config.for_path(relpath)
+    img = decode_for_detection(data)
+    return _get_stack(eff["detectors"]).detect(img), img.width, img.height, eff
 
 
 def choose_regions(data: bytes, relpath: str = "") -> Choice:
@@ -141,20 +153,17 @@ def choose_regions(data: bytes, relpath: str = "") -> Choice:
     `relpath` (the file's path in the vault). Needs no key."""
     from sisafs.rank import Preferences, select_regions
 
-    assert _config is not None, "init_worker was not called"
-    if codec.sniff(data[:16]) is None:
-        raise UnsupportedImage("not a JPEG or PNG")
-    eff = _config.for_path(relpath)
-    img = decode_for_detection(data)
-    regions = _get_stack(eff["detectors"]).detect(img)
-    chosen = select_regions(regions, img.width, img.height, eff["level"],
-                            Preferences.from_dict(eff["preferences"]))
-    return Choice(tuple(chosen), img.width, img.height, eff["look"])
+    regions, width, height, eff = detect_regions(data, relpath)
+    kept: list = []
+    chosen = select_regions(regions, width, height, eff["level"],
+                            Preferences.from_dict(eff["preferences"]), kept)
+    return Choice(tuple(chosen), width, height, eff["look"], tuple(kept))
 
 
 def seal(data: bytes, choice: Choice, image_key: bytes) -> JobResult:
     """Alter the chosen regions and seal the original into the restore record."""
-    prot = codec.protect(data, list(choice.regions), choice.look, image_key)
+    prot = codec.protect(data, list(choice.regions), choice.look, image_key,
+                         kept=choice.kept)
     labels: dict[str, int] = {}
     for r in choice.regions:
         labels[r.label] = labels.get(r.label, 0) + 1

@@ -31,6 +31,8 @@ class Entry:
     public: Thumb | None = None  # with the region boxes, upright
     original: Thumb | None = None
     note: str = ""  # why no original is shown, or what went wrong
+    kept: list[dict] = field(default_factory=list)  # regions left as they are (needs the key)
+    levels: Thumb | None = None  # `sisafs preview` of the original, when asked for
 
 
 @dataclass
@@ -111,10 +113,34 @@ def _thumb(entry: Entry, data: bytes, side: int, regions: list[dict] | None) -> 
         return None
 
 
+def _levels(entry: Entry, original: bytes, config, side: int) -> Thumb | None:
+    from sisafs.formats.errors import FormatError
+    from sisafs.report.preview import level_tiles, strip
+
+    try:
+        return Thumb(strip(level_tiles(original, config, side)), [])
+    except (FormatError, ValueError) as e:
+        entry.note = f"{entry.note}; no level preview: {e}" if entry.note else str(e)
+        return None
+
+
+def _kept(entry: Entry, data: bytes, image_key: bytes | None) -> list[dict]:
+    from sisafs.formats import codec
+    from sisafs.formats.errors import RecordError
+
+    if image_key is None:
+        return []
+    try:
+        return list(codec.inspect(data, image_key).get("kept", []))
+    except RecordError:
+        return []  # the restore reports the wrong key
+
+
 def collect(target: Path, image_key: bytes | None = None, originals_from_mount: bool = True,
-            limit: int | None = None, side: int = 360) -> Report:
+            limit: int | None = None, side: int = 360, levels_config=None) -> Report:
     """One Entry per file, with thumbnails `side` px on the long edge. Files are read
-    one at a time and only thumbnails are kept, so a large vault needs little memory."""
+    one at a time and only thumbnails are kept, so a large vault needs little memory.
+    With `levels_config` (a WorkerConfig), each original also gets its level strip."""
     from sisafs.formats import codec
     from sisafs.formats.errors import RecordError
     from sisafs.vault.config import VaultConfig, effective_settings
@@ -139,10 +165,13 @@ def collect(target: Path, image_key: bytes | None = None, originals_from_mount: 
             else:
                 entry.kind, entry.format, entry.path = "protected", info["format"], info["path"]
                 entry.regions = list(info["regions"])
+                entry.kept = _kept(entry, data, image_key)
                 original = _original(entry, data, image_key,
                                      mountpoint if originals_from_mount else None)
                 if original is not None:
                     entry.original = _thumb(entry, original, side, None)
+                    if levels_config is not None:
+                        entry.levels = _levels(entry, original, levels_config, side // 2)
             entry.public = _thumb(entry, data, side, entry.regions)
         entries.append(entry)
         if limit is not None and len([e for e in entries if e.kind != "encrypted"]) >= limit:

@@ -75,10 +75,22 @@ def _card(n: int, e: Entry) -> str:
         shots += _frame(e.original, "original (key holders only)", False)
     regions = "".join(
         f"<li>{_swatch(r['label'])}{escape(r['label'])}: box {r['box']}, score {r['score']}, "
-        f"look {escape(str(r.get('look', '')))}</li>" for r in e.regions)
+        f"look {escape(str(r.get('look', '')))}"
+        + (f"; altered because {escape(r['why'])}" if r.get("why") else "") + "</li>"
+        for r in e.regions)
+    regions += "".join(
+        f"<li class=kept>{_swatch(r['label'])}{escape(r['label'])}: box {r['box']}, "
+        f"score {r['score']}; kept as it is because {escape(r['why'])}</li>" for r in e.kept)
     note = f"<p class=note>{escape(e.note)}</p>" if e.note else ""
+    levels = ""
+    if e.levels is not None:
+        w, h = e.levels.image.size
+        levels = (f"<p>every level on this photo (sisafs preview):</p><img class=levels "
+                  f"src='{e.levels.data_uri()}' width={w} height={h} "
+                  f"alt='levels 1 to 5 of {escape(e.relpath)}'>")
     return (f"<section class=card id='photo-{n}' data-path='{escape(e.relpath)}'>{head}"
-            f"<div class=pair>{shots}</div>{note}<ul class=regions>{regions}</ul></section>")
+            f"<div class=pair>{shots}</div>{note}<ul class=regions>{regions}</ul>{levels}"
+            "</section>")
 
 
 def render(report: Report) -> str:

@@ -94,3 +94,40 @@ def watch(mountpoint: Path, interval: float = 1.0, until_idle: bool = False,
             sleep(interval)
     except KeyboardInterrupt:
         return 0
+
+
+class DrainProgress:
+    """`sisafs unmount`'s one progress line while the queue drains: photos finished of
+    those there were to finish, rate and ETA; redrawn in place on a terminal, and
+    nothing at all otherwise (a unit's log, a script), where only the result is wanted."""
+
+    def __init__(self, out, clock: Callable[[], float] = time.monotonic) -> None:
+        self.out = out if out is not None and out.isatty() else None
+        self.clock = clock
+        self.meter = RateMeter()
+        self.start: int | None = None
+        self.drawn = False
+
+    def line(self, st: dict) -> str:
+        """The text of one refresh (pure apart from the rate samples, for tests)."""
+        finished = int(st["done"]) + int(st["failed"])
+        if self.start is None:
+            self.start = finished
+        self.meter.add(self.clock(), finished)
+        left = int(st["queued"]) + int(st["running"])
+        done = finished - self.start
+        rate = self.meter.rate()
+        return (f"draining: {done}/{done + left} photos  {rate or 0:.2f}/s  "
+                f"ETA {format_eta(left, rate)}  failed {st['failed']}")
+
+    def __call__(self, st: dict) -> None:
+        if self.out is None:
+            return
+        self.out.write("\r\x1b[K" + self.line(st))
+        self.out.flush()
+        self.drawn = True
+
+    def close(self) -> None:
+        if self.out is not None and self.drawn:
+            self.out.write("\n")
+            self.out.flush()

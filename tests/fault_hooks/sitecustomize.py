@@ -3,6 +3,8 @@ tests/fault_hooks is on their PYTHONPATH (tests/test_faults.py sets it). Product
 code carries no hooks: these patch functions by name at interpreter start.
 
 SISAFS_TEST_CRASH_ON=<sha256 prefix>: a worker process dies (os._exit) on that image.
+SISAFS_TEST_SLOW_PROTECT=<seconds>: a worker sleeps that long before each photo, so
+  a test can signal the daemon while photos are queued and one is in a worker.
 SISAFS_TEST_SLOW_COMMIT=<seconds>: a protected image is written to its temp file in
   two halves with a pause between, so a test can kill the daemon mid-write.
 """
@@ -40,3 +42,16 @@ if os.environ.get("SISAFS_TEST_SLOW_COMMIT"):
 
     _store.write_bytes = write_bytes
     _vault.write_bytes = write_bytes
+
+if os.environ.get("SISAFS_TEST_SLOW_PROTECT"):
+    import time
+
+    import sisafs.pipeline.worker as _worker
+
+    _protect_slow = _worker.protect_image
+
+    def protect_image_slowly(data: bytes, *args, **kwargs):
+        time.sleep(float(os.environ["SISAFS_TEST_SLOW_PROTECT"]))
+        return _protect_slow(data, *args, **kwargs)
+
+    _worker.protect_image = protect_image_slowly
