@@ -118,7 +118,7 @@ def _sort_key(region: Region, width: int, height: int, prefs: Preferences) -> tu
         elif p == "text":
             key.append(0.0 if region.label == TEXT else 1.0)
         elif p == "foreground":
-            key.append(-region.area / float(width * height))
+            key.append(-region.pixels / float(width * height))
     key.append(centre)
     return tuple(key)
 
@@ -138,15 +138,19 @@ class _Grid:
                 slice(int(x * self.f), max(int(x * self.f) + 1, int(np.ceil((x + w) * self.f)))))
 
     def paint(self, region: Region, target: np.ndarray | None = None) -> None:
+        """Mark the cells of `region`: a masked region marks the cells its mask fills at
+        least half of, so a person shape counts its own pixels, not its box."""
+        import cv2
+
         ys, xs = self._cells(region.box)
         canvas = self.canvas if target is None else target
         if region.mask is None:
             canvas[ys, xs] = True
             return
         cell = canvas[ys, xs]
-        rows = np.linspace(0, region.mask.shape[0] - 1, cell.shape[0]).astype(int)
-        cols = np.linspace(0, region.mask.shape[1] - 1, cell.shape[1]).astype(int)
-        cell |= region.mask[np.ix_(rows, cols)]
+        share = cv2.resize(region.mask.astype(np.float32), (cell.shape[1], cell.shape[0]),
+                           interpolation=cv2.INTER_AREA)
+        cell |= share >= 0.5
 
     def share(self) -> float:
         free = (~self.blocked).sum()
