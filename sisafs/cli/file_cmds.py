@@ -120,7 +120,8 @@ def cmd_inspect(args) -> int:
     print(f"{args.file}: {info['format']}, {info['path']} path, record {info['record_bytes']} "
           f"bytes, original {info['original_size']} bytes")
     for r in info["regions"]:
-        print(f"  {r['label']:8s} {r['look']:8s} box={r['box']} score={r['score']}")
+        shape = f" mask={r['mask_share']}" if r.get("mask_share", 1.0) < 1.0 else ""
+        print(f"  {r['label']:8s} {r['look']:8s} box={r['box']} score={r['score']}{shape}")
     return 0
 
 

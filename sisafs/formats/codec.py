@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from sisafs.crypto.keys import PURPOSE_NOISE, subkey
-from sisafs.formats import jpeg_container, png_container, record
+from sisafs.formats import jpeg_container, png_container, record, region_manifest
 from sisafs.formats.errors import FormatError, RecordError, UnsupportedImage
 from sisafs.formats.fallback import protect_pixels
 from sisafs.regions import Region
@@ -58,8 +58,7 @@ def _selective(fmt: str):
 
 
 def _manifest(regions: Sequence[Region], look: str) -> dict:
-    return {"regions": [{"label": r.label, "box": [int(v) for v in r.box],
-                         "score": round(float(r.score), 3), "look": look} for r in regions]}
+    return {"regions": [region_manifest.entry(r, look) for r in regions]}
 
 
 def protect(data: bytes, regions: Sequence[Region], look: str, image_key: bytes,
@@ -179,4 +178,4 @@ def inspect(data: bytes) -> dict:
     header = record.parse_header(blob)
     return {"format": fmt, "path": header.path_name, "record_bytes": len(blob),
             "original_size": header.original_size, "record_version": header.version,
-            "regions": (header.manifest or {}).get("regions", [])}
+            "regions": region_manifest.with_defaults((header.manifest or {}).get("regions", []))}
