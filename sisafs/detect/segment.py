@@ -15,8 +15,12 @@ MediaPipe's own option editing (used by its Pose solution) does not.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import io
+import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,12 +48,28 @@ def model_path() -> Path:
     return path
 
 
+@contextlib.contextmanager
+def _quiet_import() -> Iterator[None]:
+    """MediaPipe's bindings print one harmless protobuf probe error on import (newer
+    protobuf lacks MessageFactory.GetPrototype; the bindings fall back); keep it out of
+    the log and pass anything else through."""
+    saved, sys.stderr = sys.stderr, io.StringIO()
+    try:
+        yield
+    finally:
+        caught, sys.stderr = sys.stderr.getvalue(), saved
+        for line in caught.splitlines(keepends=True):
+            if "GetPrototype" not in line:
+                saved.write(line)
+
+
 def _build(threads: int) -> Any:
     """A started MediaPipe graph for the general (square) model on `threads` threads."""
-    import mediapipe as mp
-    from mediapipe.calculators.tensor import inference_calculator_pb2
-    from mediapipe.framework import calculator_pb2
-    from mediapipe.python.solution_base import SolutionBase
+    with _quiet_import():
+        import mediapipe as mp
+        from mediapipe.calculators.tensor import inference_calculator_pb2
+        from mediapipe.framework import calculator_pb2
+        from mediapipe.python.solution_base import SolutionBase
 
     model_path()  # a clear error rather than a graph failure deep in C++
     config = calculator_pb2.CalculatorGraphConfig()
