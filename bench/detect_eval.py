@@ -213,7 +213,15 @@ def people_scores(corpus: Path, truth: dict, settings: DetectorSettings) -> dict
                 out[key][str(mp)] += spent / len(names)
                 if mp == 12:
                     out[key]["12max"] = max(out[key]["12max"], spent)
-    return {"photos": len(names), "faces": total, **out}
+    empty = [n for n, info in truth["images"].items()
+             if not info["faces"] and n != "dn_person.jpg"]
+    for name in empty:  # photos without people: every person region there is false
+        view = make_view(Image.open(corpus / name), settings.max_side)
+        faces = faces_stack._faces(view)
+        for key, finder in finders.items():
+            out[key]["false"] = out[key].get("false", 0) + sum(
+                r.label == PERSON for r in finder(view.rgb, faces))
+    return {"photos": len(names), "faces": total, "empty": len(empty), **out}
 
 
 def print_people(p: dict) -> None:
@@ -224,6 +232,8 @@ def print_people(p: dict) -> None:
     rows = [
         ("faces on a person region", *(f"{p[k]['faces']}/{p['faces']}" for k in keys)),
         ("person regions", *(p[k]["people"] for k in keys)),
+        (f"person regions on the {p['empty']} photos without people",
+         *(p[k]["false"] for k in keys)),
         ("mean mask share (1.0 = box)", *(f"{share[k]:.2f}" for k in keys)),
         ("regions with mask share < 0.95",
          *(sum(s < 0.95 for s in p[k]["shares"]) for k in keys)),

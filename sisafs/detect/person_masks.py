@@ -12,8 +12,9 @@ view finds people large in the frame that neither finder saw (a back turned to t
 camera, close up).
 
 Over-reaching is the safe side: touching people may merge into one instance, the face
-box of a face-seeded person is always inside its mask, and a HOG person the model does
-not confirm stays a plain box, as before masks existed.
+box of a face-seeded person is always inside its mask, and a person the model does not
+confirm (a back of a head cut by the frame, a HOG box) keeps the plain box it had before
+masks existed.
 """
 
 from __future__ import annotations
@@ -88,7 +89,7 @@ class _Seed:
     score: float
     source: str
     head: Box | None = None  # a face-seeded person's grown face box
-    fallback: Region | None = None  # what to keep if the model sees nobody (HOG box)
+    fallback: Region | None = None  # the box to keep if the model sees nobody there
     instance: _Instance | None = None
 
     def distance(self, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
@@ -204,8 +205,9 @@ class PersonMaskDetector:
             body = body_from_face(face.box, width, height) if face.label == FACE else None
             head = grow(face.box, 0.2, width, height)
             if body is not None and head is not None:
-                seeds.append(_Seed(body, head, face.score * 0.9, "face-body", head))
-        boxes: list[Region] = []  # HOG people the model did not confirm
+                seeds.append(_Seed(body, head, face.score * 0.9, "face-body", head,
+                                   Region(PERSON, face.score * 0.9, body, "face-body")))
+        boxes: list[Region] = []  # people the model did not confirm stay boxes
         for person in self.hog._hog_people(rgb):
             x, y, w, h = person.box
             core = clip_box((x + w * 0.3, y + h * 0.15, w * 0.4, h * 0.7), width, height)
