@@ -235,3 +235,12 @@ def test_cli_protect_then_inspect_json_shows_mask_shares(tmp_path: Path) -> None
     assert shares[FACE] == 1.0 and shares[PERSON] < 0.95
     sisafs("restore", str(out), str(back), "--keyfile", str(key))
     assert back.read_bytes() == (CORPUS / "df_couple.jpg").read_bytes()
+
+
+def test_person_masks_setting_switches_back_to_boxes() -> None:
+    with pytest.raises(ValueError, match="person_masks"):
+        DetectorSettings.from_dict({"person_masks": "yes"})
+    assert DetectorSettings.from_dict(DetectorSettings().to_dict()).person_masks is True
+    stack = DetectorStack(DetectorSettings(text=False, person_masks=False))
+    found = [r for r in stack.detect(Image.open(CORPUS / "dn_person.jpg")) if r.label == PERSON]
+    assert found and all(r.mask is None for r in found)

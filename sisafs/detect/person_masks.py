@@ -6,15 +6,15 @@ found first, by what already runs: a body box grown from every face (sitting, cu
 the frame, in a crowd) and OpenCV's HOG boxes (standing people, faces turned away).
 Each candidate's crop, widened so the model sees context, is segmented; only the parts
 of the mask connected to the candidate's core (its face, or the middle of its HOG box)
-are kept, which drops the neighbours a crop also shows. Masks of one person found twice
-(face and HOG) overlap and are merged into one instance. A last pass over the whole
-view finds people large in the frame that neither finder saw (a back turned to the
-camera, close up).
+are kept, which drops the neighbours a crop also shows. One person found twice (face
+and HOG) is one instance; pixels two people claim go to the nearer. A last pass over
+the whole view finds people large in the frame that neither finder saw (a back turned
+to the camera, close up).
 
-Over-reaching is the safe side: touching people may merge into one instance, the face
-box of a face-seeded person is always inside its mask, and a person the model does not
-confirm (a back of a head cut by the frame, a HOG box) keeps the plain box it had before
-masks existed.
+Faces keep their own (grown, rectangular) regions, so a person mask never has to cover
+a face and never shrinks one. Over-reaching is the safe side: instances that still
+overlap by half merge, and a person the model does not confirm (a back of a head cut
+by the frame, a HOG box) keeps the plain box it had before masks existed.
 """
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ PAD = 0.15  # share of a candidate box added on every side of its crop
 MIN_ASPECT = 0.6  # crops narrower than this (w/h) are widened: the model is square
 CONFIRM = 0.05  # least share of its box a candidate's mask must fill to count
 SCENE_MIN = 0.04  # least share of the view a person found by the whole-view pass fills
+REMNANT = 0.25  # a HOG person left with less than this share of its pixels is a fragment
+SPLIT = 4  # px: cell size of the grid on which people sharing pixels are told apart
 
 
 @dataclass
@@ -93,8 +95,9 @@ class _Seed:
     instance: _Instance | None = None
 
     def distance(self, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
-        """How far view pixels are from this person, in units of its size: sideways
-        from its centre line, plus how far above its head (someone taller behind)."""
+        """How far view pixels (columns xs by rows ys) are from this person, in units of
+        its size: sideways from its centre line, plus how far above its head (someone
+        taller behind)."""
         x, y, w, h = self.head or self.core
         scale = w if self.head else w * 0.75
         side = np.abs(xs + 0.5 - (x + w / 2)) / max(scale, 1.0)
@@ -121,29 +124,56 @@ def _same_person(seeds: list[_Seed]) -> None:
 
 
 def _split(seeds: list[_Seed], width: int, height: int) -> list[_Instance]:
-    """Instances with every pixel claimed by several seeds given to the nearest one, the
-    same person found twice (face and HOG) merged, and heads put back whole."""
-    owner = np.full((height, width), -1, np.int32)
-    best = np.full((height, width), np.inf, np.float32)
+    """Instances with every pixel claimed by several seeds given to the nearest one.
+
+    Who is nearest is decided on a grid of SPLIT px cells (the codecs alter 8-16 px
+    blocks anyway); a pixel is taken from an instance only when its cell went to
+    another, so boundary pixels may stay with both (altered twice, never missed).
+    """
     live = [s for s in seeds if s.instance is not None]
+    gh, gw = -(-height // SPLIT), -(-width // SPLIT)
+    best = np.full((gh, gw), np.inf, np.float32)
+    owner = np.full((gh, gw), -1, np.int32)
+    gx = np.arange(gw) * SPLIT + SPLIT // 2
+    gy = np.arange(gh) * SPLIT + SPLIT // 2
     for n, seed in enumerate(live):
         inst = seed.instance
         assert inst is not None
         x, y, w, h = inst.box
-        dist = seed.distance(np.arange(x, x + w), np.arange(y, y + h))
-        win_best, win_owner = best[y:y + h, x:x + w], owner[y:y + h, x:x + w]
-        wins = inst.mask & (dist < win_best)
-        win_best[wins] = dist[wins]
-        win_owner[wins] = n
+        cols = np.flatnonzero((gx >= x) & (gx < x + w))
+        rows = np.flatnonzero((gy >= y) & (gy < y + h))
+        if not len(cols) or not len(rows):
+            continue
+        claim = inst.mask[np.ix_(gy[rows] - y, gx[cols] - x)]
+        dist = seed.distance(gx[cols], gy[rows])
+        cells = np.s_[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+        wins = claim & (dist < best[cells])
+        best[cells][wins] = dist[wins]
+        owner[cells][wins] = n
+    full = np.repeat(np.repeat(owner, SPLIT, 0), SPLIT, 1)[:height, :width]
+    kept: list[_Instance] = []
+    remnants: list[tuple[_Instance, int]] = []
+    for n, seed in enumerate(live):
+        inst = seed.instance
+        assert inst is not None
+        x, y, w, h = inst.box
+        there = full[y : y + h, x : x + w]
+        before = int(np.count_nonzero(inst.mask))
+        taken = there[inst.mask & (there >= 0) & (there != n)]
+        inst.mask &= (there < 0) | (there == n)
+        if seed.head is None and np.count_nonzero(inst.mask) < REMNANT * before and len(
+                taken):
+            # mostly someone else's pixels (a HOG box on a face-seeded person): what
+            # is left joins the person who took most of it
+            remnants.append((inst, int(np.bincount(taken).argmax())))
+        else:
+            kept.append(inst)
+    for inst, taker in remnants:
+        target = live[taker].instance
+        assert target is not None
+        target.union(inst)
     out: list[_Instance] = []
-    for n, seed in enumerate(live):
-        inst = seed.instance
-        assert inst is not None
-        x, y, w, h = inst.box
-        inst.mask = inst.mask & (owner[y:y + h, x:x + w] == n)
-        if seed.head is not None:
-            hx, hy, hw, hh = seed.head
-            inst.mask[hy - y : hy - y + hh, hx - x : hx - x + hw] = True
+    for inst in kept:
         PersonMaskDetector._add(out, inst)
     return out
 
@@ -213,8 +243,9 @@ class PersonMaskDetector:
             core = clip_box((x + w * 0.3, y + h * 0.15, w * 0.4, h * 0.7), width, height)
             seeds.append(_Seed(person.box, core or person.box, person.score, "hog", None,
                                person))
+        shrunk = _Shrunk(rgb)
         for seed in seeds:
-            found = self._segment(rgb, seed.box, seed.core)
+            found = self._segment(shrunk, seed.box, seed.core)
             if found is not None:
                 seed.instance = _Instance(found.box, found.mask, seed.score, seed.source)
             elif seed.fallback is not None:
@@ -222,40 +253,36 @@ class PersonMaskDetector:
         _same_person(seeds)
         instances = _split(seeds, width, height)
         if self.scene:
-            for found in self._scene(rgb, instances):
+            for found in self._scene(shrunk, instances):
                 self._add(instances, found)
         regions = [r for r in (i.region() for i in instances) if r is not None]
         return regions + [b for b in boxes
                           if not any(_inside(b.box, r.box) for r in regions)]
 
-    def _segment(self, rgb: np.ndarray, box: Box, core: Box) -> _Instance | None:
+    def _segment(self, view: _Shrunk, box: Box, core: Box) -> _Instance | None:
         """The mask of the person at `box` whose core is `core`, or None if the model
         sees nobody there."""
-        import cv2
-
-        height, width = rgb.shape[:2]
+        height, width = view.rgb.shape[:2]
         crop = _crop_box(box, width, height)
-        cx, cy, cw, ch = crop
-        prob = person_probability(rgb[cy : cy + ch, cx : cx + cw], self.threads)
+        cw, ch = crop[2], crop[3]
+        prob = person_probability(view.crop(crop), self.threads)
         grid = prob >= self.threshold
         core_cells = np.zeros_like(grid)
         core_cells[_grid_slices(core, crop)] = True
         grid = _connected_to(grid, core_cells)
-        bx, by, bw, bh = box
         rows, cols = _grid_slices(box, crop)
         if grid[rows, cols].mean() < CONFIRM:
             return None
-        full = cv2.resize(np.where(grid, prob, 0.0).astype(np.float32), (cw, ch),
-                          interpolation=cv2.INTER_LINEAR) >= self.threshold
-        return _Instance(crop, full, 0.0, "")
+        return _Instance(crop, _upscale(np.where(grid, prob, 0.0), cw, ch, self.threshold),
+                         0.0, "")
 
-    def _scene(self, rgb: np.ndarray, known: list[_Instance]) -> list[_Instance]:
+    def _scene(self, view: _Shrunk, known: list[_Instance]) -> list[_Instance]:
         """People large in the frame that no finder saw: whole-view components of at
         least SCENE_MIN of the view that the known instances do not already cover."""
         import cv2
 
-        height, width = rgb.shape[:2]
-        prob = person_probability(rgb, self.threads)
+        height, width = view.rgb.shape[:2]
+        prob = person_probability(view.crop((0, 0, width, height)), self.threads)
         grid = prob >= self.threshold
         count, labels, stats, _ = cv2.connectedComponentsWithStats(grid.astype(np.uint8),
                                                                    connectivity=8)
@@ -265,8 +292,7 @@ class PersonMaskDetector:
                 continue
             part = labels == label
             confident = float(prob[part].mean())
-            full = cv2.resize(np.where(part, prob, 0.0).astype(np.float32), (width, height),
-                              interpolation=cv2.INTER_LINEAR) >= self.threshold
+            full = _upscale(np.where(part, prob, 0.0), width, height, self.threshold)
             found = _Instance((0, 0, width, height), full, confident, "scene")
             area = int(np.count_nonzero(full))
             if area and sum(found.shared_with(k) for k in known) < 0.5 * area:
@@ -289,6 +315,37 @@ class PersonMaskDetector:
             else:
                 keep.append(old)
         instances[:] = keep + [new]
+
+
+class _Shrunk:
+    """Crops of one view for the 256x256 model, taken from a half-size copy when they
+    are at least twice the model's side: area-averaging a large crop down to 256 px
+    cost more than the network, and the half-size copy is made once per image."""
+
+    def __init__(self, rgb: np.ndarray) -> None:
+        self.rgb = rgb
+        self.half: np.ndarray | None = None
+
+    def crop(self, box: Box) -> np.ndarray:
+        import cv2
+
+        x, y, w, h = box
+        if min(w, h) < 2 * SIDE:
+            return self.rgb[y : y + h, x : x + w]
+        if self.half is None:
+            self.half = cv2.resize(self.rgb, (self.rgb.shape[1] // 2, self.rgb.shape[0] // 2),
+                                   interpolation=cv2.INTER_AREA)
+        return self.half[y // 2 : (y + h) // 2, x // 2 : (x + w) // 2]
+
+
+def _upscale(prob: np.ndarray, width: int, height: int, threshold: float) -> np.ndarray:
+    """A model-grid probability map as a width x height mask (bilinear, then the
+    threshold; in 8 bits, which is several times faster than float and as exact)."""
+    import cv2
+
+    small = np.rint(prob * 255).astype(np.uint8)
+    big = cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
+    return big >= round(threshold * 255)
 
 
 def _inside(a: Box, b: Box) -> bool:
