@@ -13,7 +13,8 @@ People (second table, `--people-only` prints just it): on every photo with a cle
 visible face, and dn_person.jpg, the person masks against the HOG boxes (plus face-grown
 bodies, the previous default) in the same run: faces whose centre lies on a person,
 person instances, mean mask share, and CPU seconds of the people step per photo with
-the photo resampled to 2 MP and 12 MP (one thread; faces found beforehand).
+the photo resampled to 2 MP and 12 MP (one thread, best of three; faces found
+beforehand; CPU time of the whole process, so threads a library starts count too).
 """
 
 from __future__ import annotations
@@ -207,12 +208,16 @@ def people_scores(corpus: Path, truth: dict, settings: DetectorSettings) -> dict
             big = make_view(_resampled(image, mp), settings.max_side)
             big_faces = faces_stack._faces(big)
             for key, finder in finders.items():
-                start = time.process_time()
-                finder(big.rgb, big_faces)
-                spent = time.process_time() - start
+                runs = []
+                for _ in range(3):  # best of three: the machine is shared
+                    start = time.process_time()
+                    finder(big.rgb, big_faces)
+                    runs.append(time.process_time() - start)
+                spent = min(runs)
                 out[key][str(mp)] += spent / len(names)
                 if mp == 12:
                     out[key]["12max"] = max(out[key]["12max"], spent)
+                    out[key]["12each"] = [*out[key].get("12each", []), spent]
     empty = [n for n, info in truth["images"].items()
              if not info["faces"] and n != "dn_person.jpg"]
     for name in empty:  # photos without people: every person region there is false
@@ -240,6 +245,9 @@ def print_people(p: dict) -> None:
         ("people step, CPU s/photo at 2 MP", *(f"{p[k]['2']:.3f}" for k in keys)),
         ("people step, CPU s/photo at 12 MP", *(f"{p[k]['12']:.3f}" for k in keys)),
         ("same, slowest photo at 12 MP", *(f"{p[k]['12max']:.3f}" for k in keys)),
+        ("masks minus HOG + face boxes at 12 MP, most on one photo", "", "", "{:.3f}".format(
+            max(a - b for a, b in zip(p["masks"]["12each"], p["hog+faces"]["12each"],
+                                      strict=True)))),
     ]
     for row in rows:
         print("| " + " | ".join(str(v) for v in row) + " |")

@@ -72,7 +72,7 @@ def test_people_missed_by_hog_are_found() -> None:
     for name in PEOPLE:
         image = Image.open(CORPUS / name)
         rgb = np.asarray(image.convert("RGB"))
-        hog_boxes = [r.box for r in PeopleDetector()._hog_people(rgb)]
+        hog_boxes = [r.box for r in PeopleDetector().hog_people(rgb)]
         for face in truth[name]["faces"]:
             if face["difficult"]:
                 continue

@@ -238,7 +238,7 @@ class PersonMaskDetector:
                 seeds.append(_Seed(body, head, face.score * 0.9, "face-body", head,
                                    Region(PERSON, face.score * 0.9, body, "face-body")))
         boxes: list[Region] = []  # people the model did not confirm stay boxes
-        for person in self.hog._hog_people(rgb):
+        for person in self.hog.hog_people(rgb):
             x, y, w, h = person.box
             core = clip_box((x + w * 0.3, y + h * 0.15, w * 0.4, h * 0.7), width, height)
             seeds.append(_Seed(person.box, core or person.box, person.score, "hog", None,
