@@ -51,6 +51,7 @@ def test_manifest_outline_reaches_the_thumbnail_and_the_html(protected: bytes) -
     polygons = re.findall(r"<polygon class=outline data-label='person' points='([^']+)'", html)
     assert len(polygons) == len(thumb.outlines[0][1])
     assert "<script" not in html and "mask 7" in html  # "mask 7x% of its box"
+    assert "http" not in html  # self-contained: the SVG names no namespace URL
 
 
 def test_contact_sheet_draws_the_outline(protected: bytes) -> None:

@@ -77,8 +77,9 @@ def _shapes(thumb: Thumb, w: int, h: int) -> str:
             polys.append(f"<polygon class=outline data-label='{escape(label)}' "
                          f"points='{points}' fill='none' stroke='{colour(label)}' "
                          "stroke-width='2'/>")
-    return (f"<svg class=shape width={w} height={h} viewBox='0 0 {w} {h}' "
-            f"xmlns='http://www.w3.org/2000/svg'>{''.join(polys)}</svg>")
+    # inline SVG in HTML needs no namespace, and the page names no external address
+    return (f"<svg class=shape width={w} height={h} viewBox='0 0 {w} {h}'>"
+            f"{''.join(polys)}</svg>")
 
 
 def _card(n: int, e: Entry) -> str:
