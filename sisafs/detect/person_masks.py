@@ -152,7 +152,7 @@ def _split(seeds: list[_Seed], width: int, height: int) -> list[_Instance]:
         owner[cells][wins] = n
     full = np.repeat(np.repeat(owner, SPLIT, 0), SPLIT, 1)[:height, :width]
     kept: list[_Instance] = []
-    remnants: list[tuple[_Instance, int]] = []
+    remnants: dict[int, int] = {}  # index in live -> index of who took most of it
     for n, seed in enumerate(live):
         inst = seed.instance
         assert inst is not None
@@ -165,13 +165,16 @@ def _split(seeds: list[_Seed], width: int, height: int) -> list[_Instance]:
                 taken):
             # mostly someone else's pixels (a HOG box on a face-seeded person): what
             # is left joins the person who took most of it
-            remnants.append((inst, int(np.bincount(taken).argmax())))
+            remnants[n] = int(np.bincount(taken).argmax())
         else:
             kept.append(inst)
-    for inst, taker in remnants:
-        target = live[taker].instance
-        assert target is not None
-        target.union(inst)
+    for n, taker in remnants.items():
+        target, fragment = live[taker].instance, live[n].instance
+        assert target is not None and fragment is not None
+        if taker in remnants:  # taken by another fragment: no safe home, stays alone
+            kept.append(fragment)
+        else:
+            target.union(fragment)
     out: list[_Instance] = []
     for inst in kept:
         PersonMaskDetector._add(out, inst)
