@@ -244,3 +244,20 @@ def test_person_masks_setting_switches_back_to_boxes() -> None:
     stack = DetectorStack(DetectorSettings(text=False, person_masks=False))
     found = [r for r in stack.detect(Image.open(CORPUS / "dn_person.jpg")) if r.label == PERSON]
     assert found and all(r.mask is None for r in found)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("level", [1, 3, 5])
+def test_every_people_photo_restores_exactly_with_masks(level: int) -> None:
+    """Detect, rank and protect every corpus photo with a person; restore is exact."""
+    truth = json.loads((CORPUS / "faces.json").read_text())["images"]
+    names = [n for n, info in truth.items() if info["faces"]] + ["dn_person.jpg"]
+    masked = 0
+    for name in names:
+        data = (CORPUS / name).read_bytes()
+        width, height = Image.open(io.BytesIO(data)).size
+        chosen = select_regions(list(detected(name)), width, height, level)
+        masked += sum(r.mask is not None and r.label == PERSON for r in chosen)
+        out = codec.protect(data, chosen, "noise" if level > 2 else "blur", KEY)
+        assert codec.restore(out.data, KEY) == data, name
+    assert masked > 0
