@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import io
 import json
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ from sisafs.detect.stack import DetectorSettings, DetectorStack
 from sisafs.formats import codec, jpeg_selective, png_selective
 from sisafs.formats.jpeg_looks import region_cells
 from sisafs.formats.jpeg_structure import parse
+from sisafs.formats.png_container import chunks
 from sisafs.rank import select_regions
 from sisafs.regions import FACE, PERSON, Region
 
@@ -194,6 +196,18 @@ def test_png_alters_only_the_mask_pixels(name: str) -> None:
     assert changed[inside].mean() > 0.5
     rows = np.flatnonzero(inside.any(axis=1))
     assert not changed[: rows[0]].any() and not changed[rows[-1] + 1 :].any()
+    # the filtered scanlines (filter byte included) of the other rows are the original
+    # bytes: only rows a mask touches, and the row after each (it may predict from the
+    # one above), were re-encoded
+    raw = [zlib.decompress(b"".join(c.data(d) for c in chunks(d) if c.type == b"IDAT"))
+           for d in (data, public)]
+    stride = len(raw[0]) // a.shape[0]
+    touched = inside.any(axis=1)
+    touched[1:] |= touched[:-1].copy()
+    assert (~touched).any()
+    for row in np.flatnonzero(~touched):
+        assert raw[0][row * stride : (row + 1) * stride] == raw[1][row * stride :
+                                                                  (row + 1) * stride]
     full = codec.protect(data, regions, "noise", KEY)
     assert codec.restore(full.data, KEY) == data
 
