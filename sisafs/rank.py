@@ -118,7 +118,7 @@ def _sort_key(region: Region, width: int, height: int, prefs: Preferences) -> tu
         elif p == "text":
             key.append(0.0 if region.label == TEXT else 1.0)
         elif p == "foreground":
-            key.append(-region.area / float(width * height))
+            key.append(-region.pixels / float(width * height))
     key.append(centre)
     return tuple(key)
 
@@ -138,34 +138,54 @@ class _Grid:
                 slice(int(x * self.f), max(int(x * self.f) + 1, int(np.ceil((x + w) * self.f)))))
 
     def paint(self, region: Region, target: np.ndarray | None = None) -> None:
+        """Mark the cells of `region`: a masked region marks the cells its mask fills at
+        least half of, so a person shape counts its own pixels, not its box."""
         ys, xs = self._cells(region.box)
         canvas = self.canvas if target is None else target
         if region.mask is None:
             canvas[ys, xs] = True
             return
         cell = canvas[ys, xs]
-        rows = np.linspace(0, region.mask.shape[0] - 1, cell.shape[0]).astype(int)
-        cols = np.linspace(0, region.mask.shape[1] - 1, cell.shape[1]).astype(int)
-        cell |= region.mask[np.ix_(rows, cols)]
+        cell |= _half_full(region.mask, cell.shape)
 
     def share(self) -> float:
         free = (~self.blocked).sum()
         return float((self.canvas & ~self.blocked).sum() / free) if free else 1.0
 
 
+def _half_full(mask: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Which cells of a `shape` grid laid over `mask` it fills at least half of (exact
+    pixel counts per cell; nearest sampling where the grid is finer than the mask)."""
+    h, w = mask.shape
+    ch, cw = shape[0], shape[1]
+    if ch > h or cw > w:
+        rows = np.linspace(0, h - 1, ch).astype(int)
+        cols = np.linspace(0, w - 1, cw).astype(int)
+        return mask[np.ix_(rows, cols)]
+    import cv2
+
+    r_edges = np.linspace(0, h, ch + 1).astype(int)
+    c_edges = np.linspace(0, w, cw + 1).astype(int)
+    total = cv2.integral(np.ascontiguousarray(mask, dtype=np.uint8))  # (h+1, w+1) sums
+    corners = total[r_edges][:, c_edges].astype(np.int64)
+    sums = corners[1:, 1:] - corners[:-1, 1:] - corners[1:, :-1] + corners[:-1, :-1]
+    counts = np.diff(r_edges)[:, None] * np.diff(c_edges)[None, :]
+    return sums * 2 >= counts
+
+
 def _carve(region: Region, holes: Iterable[Region]) -> Region:
     """`region` with the exempt faces cut out of its mask (so "me" stays visible)."""
     x, y, w, h = region.box
-    mask = np.ones((h, w), bool) if region.mask is None else region.mask.copy()
-    touched = False
+    mask = None  # copied only when a hole actually cuts into the region
     for hole in holes:
         hx, hy, hw, hh = hole.box
         x0, y0 = max(x, hx), max(y, hy)
         x1, y1 = min(x + w, hx + hw), min(y + h, hy + hh)
         if x1 > x0 and y1 > y0:
+            if mask is None:
+                mask = np.ones((h, w), bool) if region.mask is None else region.mask.copy()
             mask[y0 - y : y1 - y, x0 - x : x1 - x] = False
-            touched = True
-    return replace(region, mask=mask) if touched else region
+    return region if mask is None else replace(region, mask=mask)
 
 
 TEXT_IN_FACE = 0.5  # a text box at least this much inside faces is a face read as text

@@ -44,6 +44,18 @@ class Region:
     def area(self) -> int:
         return int(self.box[2]) * int(self.box[3])
 
+    @property
+    def pixels(self) -> int:
+        """Pixels this region alters: its mask's, or its whole box without a mask."""
+        if self.mask is None:
+            return self.area
+        return int(np.count_nonzero(self.mask))
+
+    @property
+    def mask_share(self) -> float:
+        """Share of the box the mask covers (1.0 for a plain box)."""
+        return self.pixels / self.area if self.area else 1.0
+
     def clipped(self, width: int, height: int) -> Region | None:
         """This region clipped to an image of the given size, or None if outside it."""
         x, y, w, h = self.box

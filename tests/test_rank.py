@@ -129,3 +129,20 @@ def test_preferences_round_trip_and_validation() -> None:
                 {"priority": ["faces", "faces"]}):
         with pytest.raises(ValueError):
             Preferences.from_dict(bad)
+
+
+def test_masks_cover_more_people_than_boxes_at_the_same_level() -> None:
+    """Coverage counts mask pixels: people whose masks fill half their boxes alter less
+    background each, so the level takes more of them before its share is reached."""
+    mask = np.zeros((400, 150), bool)
+    mask[:, 37:113] = True  # a person fills the middle half of their box
+    people = [Region(PERSON, 0.9, (20 + 160 * i, 200, 150, 400), "t", mask) for i in range(6)]
+    boxes = [Region(PERSON, 0.9, r.box, "t") for r in people]
+    with_masks = select_regions(people, W, H, 1)
+    with_boxes = select_regions(boxes, W, H, 1)
+    assert sum(r.label == PERSON for r in with_masks) > sum(r.label == PERSON
+                                                            for r in with_boxes)
+    assert altered_share(with_masks) >= coverage_for_level(1) - 0.01
+    for r in with_masks:
+        if r.label == PERSON:
+            assert r.mask is not None and r.pixels == int(mask.sum())

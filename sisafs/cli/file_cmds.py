@@ -141,7 +141,8 @@ def cmd_inspect(args) -> int:
           f"bytes, original {info['original_size']} bytes")
     print(f"altered ({len(info['regions'])}):")
     for r in info["regions"]:
-        print(f"  {r['label']:8s} {r['look']:8s} box={r['box']} score={r['score']}"
+        shape = f" mask={r['mask_share']}" if r.get("mask_share", 1.0) < 1.0 else ""
+        print(f"  {r['label']:8s} {r['look']:8s} box={r['box']} score={r['score']}{shape}"
               + (f"  why: {r['why']}" if r.get("why") else ""))
     if "kept" in info:
         print(f"kept as they are ({len(info['kept'])}):")

@@ -3,8 +3,9 @@
 No package on PyPI or Debian ships COCO person weights, so the default combines two
 things that do ship: OpenCV's HOG pedestrian detector (standing people, seen whole) and
 a body box grown down from every detected face (a face above a torso implies a person,
-sitting, cut by the frame or in a crowd, where HOG sees nothing). Both are coarse boxes;
-users who want masks point the vault at Mask R-CNN weights (see maskrcnn.py).
+sitting, cut by the frame or in a crowd, where HOG sees nothing). Both are coarse boxes:
+the default now turns them into masks (person_masks.py); these boxes remain the
+`person_masks: false` path and the fallback for people the mask model does not confirm.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ class PeopleDetector:
     def detect_array(self, rgb: np.ndarray, faces: list[Region] | None = None) -> list[Region]:
         """People in an (h, w, 3) uint8 RGB array; `faces` (same coordinates) add bodies."""
         height, width = rgb.shape[:2]
-        found = self._hog_people(rgb)
+        found = self.hog_people(rgb)
         for face in faces or []:
             if face.label != FACE:
                 continue
@@ -68,7 +69,8 @@ class PeopleDetector:
                 found.append(Region(PERSON, face.score * 0.9, box, "face-body"))
         return found
 
-    def _hog_people(self, rgb: np.ndarray) -> list[Region]:
+    def hog_people(self, rgb: np.ndarray) -> list[Region]:
+        """HOG's person boxes alone (the person-mask detector seeds crops with them)."""
         import cv2
 
         height, width = rgb.shape[:2]

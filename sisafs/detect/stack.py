@@ -34,7 +34,10 @@ class DetectorSettings:
     max_side: long side of the shared detection view.
     text_side: long side the text network sees.
     margin: share of a face box added on every side (hair, ears, jaw).
-    maskrcnn_weights / yolo_weights: user-supplied weight files for people/objects.
+    person_masks: people as masks from the shipped segmentation model (MediaPipe),
+      found by faces and HOG; false keeps the older HOG and face-grown boxes.
+    maskrcnn_weights / yolo_weights: user-supplied weight files for people/objects
+      (they replace the shipped people finder when set).
     threads: CPU threads per model (the worker pool runs one stack per core).
     """
 
@@ -42,6 +45,7 @@ class DetectorSettings:
     people: bool = True
     text: bool = True
     identity: bool = True
+    person_masks: bool = True
     face_threshold: float = 0.3
     face_side: int = 1024
     min_face_px: int = 8
@@ -53,7 +57,7 @@ class DetectorSettings:
     threads: int = 1
 
     def __post_init__(self) -> None:
-        for flag in ("faces", "people", "text", "identity"):
+        for flag in ("faces", "people", "text", "identity", "person_masks"):
             if not isinstance(getattr(self, flag), bool):
                 raise ValueError(f"detect.{flag} must be true or false")
         threshold = self.face_threshold
@@ -138,6 +142,10 @@ class DetectorStack:
             from sisafs.detect.yolo import YoloSegDetector
 
             return YoloSegDetector(s.yolo_weights).detect_array(view.rgb)
+        if s.person_masks:
+            from sisafs.detect.person_masks import PersonMaskDetector
+
+            return PersonMaskDetector(threads=s.threads).detect_array(view.rgb, faces)
         from sisafs.detect.people import PeopleDetector
 
         return PeopleDetector().detect_array(view.rgb, faces)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from sisafs.crypto.keys import PURPOSE_NOISE, subkey
-from sisafs.formats import jpeg_container, notes, png_container, record
+from sisafs.formats import jpeg_container, notes, png_container, record, region_manifest
 from sisafs.formats.errors import FormatError, RecordError, UnsupportedImage
 from sisafs.formats.fallback import protect_pixels
 from sisafs.regions import Region
@@ -59,10 +59,9 @@ def _selective(fmt: str):
 
 def _manifest(regions: Sequence[Region], look: str, kept: Sequence[Region] = (),
               image_key: bytes = b"", file_id: bytes = b"") -> dict:
-    """What the record says in the clear: the altered regions and why (never a name);
-    the regions left as they are travel sealed (sisafs/formats/notes.py)."""
-    out: dict = {"regions": [{"label": r.label, "box": [int(v) for v in r.box],
-                              "score": round(float(r.score), 3), "look": look,
+    """What the record says in the clear: the altered regions (shape and why, never a
+    name); the regions left as they are travel sealed (sisafs/formats/notes.py)."""
+    out: dict = {"regions": [{**region_manifest.entry(r, look),
                               **({"why": r.why} if r.why else {})} for r in regions]}
     if kept:
         out[notes.FIELD] = notes.seal_kept(kept, image_key, file_id)
@@ -188,7 +187,7 @@ def inspect(data: bytes, image_key: bytes | None = None) -> dict:
     manifest = header.manifest or {}
     out = {"format": fmt, "path": header.path_name, "record_bytes": len(blob),
            "original_size": header.original_size, "record_version": header.version,
-           "regions": manifest.get("regions", [])}
+           "regions": region_manifest.with_defaults(manifest.get("regions", []))}
     if image_key is not None:
         sealed = manifest.get(notes.FIELD)
         out["kept"] = notes.open_kept(sealed, image_key, header.file_id) if sealed else []

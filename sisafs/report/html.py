@@ -3,7 +3,8 @@ style inline, no script and no external reference, so it can be mailed, archived
 opened offline and shows the same everywhere.
 
 Region outlines are HTML boxes over the thumbnail rather than lines burnt into it, so
-labels stay sharp and the protected image itself is shown unaltered.
+labels stay sharp and the protected image itself is shown unaltered. Masked regions
+(people as shapes) also get their outline, as an inline SVG polygon over the box.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ h1{margin:0 0 4px}header p{margin:0;color:#555}
 .box{position:absolute;border:2px solid;box-sizing:border-box}
 .box span{position:absolute;left:-2px;top:-16px;font-size:11px;line-height:14px;
  padding:0 3px;color:#fff;white-space:nowrap}
+.shape{position:absolute;left:0;top:0;pointer-events:none}
 .note{color:#a33}
 .missing{width:240px;height:120px;background:#ddd;display:flex;align-items:center;
  justify-content:center;color:#666}
@@ -60,8 +62,24 @@ def _frame(thumb: Thumb | None, caption: str, boxes: bool) -> str:
         parts.append(f"<div class=box style='left:{x}px;top:{y}px;width:{bw}px;height:{bh}px;"
                      f"border-color:{c}'><span style='background:{c}'>{escape(label)}</span>"
                      "</div>")
+    if boxes and thumb.outlines:
+        parts.append(_shapes(thumb, w, h))
     parts.append(f"</div><p>{escape(caption)}</p></div>")
     return "".join(parts)
+
+
+def _shapes(thumb: Thumb, w: int, h: int) -> str:
+    """Mask outlines as one SVG layer the size of the thumbnail."""
+    polys = []
+    for label, polygons in thumb.outlines:
+        for poly in polygons:
+            points = " ".join(f"{x},{y}" for x, y in poly)
+            polys.append(f"<polygon class=outline data-label='{escape(label)}' "
+                         f"points='{points}' fill='none' stroke='{colour(label)}' "
+                         "stroke-width='2'/>")
+    # inline SVG in HTML needs no namespace, and the page names no external address
+    return (f"<svg class=shape width={w} height={h} viewBox='0 0 {w} {h}'>"
+            f"{''.join(polys)}</svg>")
 
 
 def _card(n: int, e: Entry) -> str:
@@ -76,6 +94,7 @@ def _card(n: int, e: Entry) -> str:
     regions = "".join(
         f"<li>{_swatch(r['label'])}{escape(r['label'])}: box {r['box']}, score {r['score']}, "
         f"look {escape(str(r.get('look', '')))}"
+        + _share(r)
         + (f"; altered because {escape(r['why'])}" if r.get("why") else "") + "</li>"
         for r in e.regions)
     regions += "".join(
@@ -91,6 +110,11 @@ def _card(n: int, e: Entry) -> str:
     return (f"<section class=card id='photo-{n}' data-path='{escape(e.relpath)}'>{head}"
             f"<div class=pair>{shots}</div>{note}<ul class=regions>{regions}</ul>{levels}"
             "</section>")
+
+
+def _share(region: dict) -> str:
+    share = region.get("mask_share", 1.0)
+    return f", mask {float(share):.0%} of its box" if share < 1.0 else ""
 
 
 def render(report: Report) -> str:

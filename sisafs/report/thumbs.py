@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import io
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from PIL import Image, ImageDraw, ImageFont
 
@@ -29,6 +29,14 @@ OTHER_COLOUR = "#3cb44b"
 
 def colour(label: str) -> str:
     return LABEL_COLOURS.get(label, OTHER_COLOUR)
+
+
+def orient_point(x: float, y: float, width: int, height: int,
+                 orientation: int) -> tuple[float, float]:
+    """Point (x, y) of a stored image of width x height, as seen upright."""
+    return {2: (width - x, y), 3: (width - x, height - y), 4: (x, height - y),
+            5: (y, x), 6: (height - y, x), 7: (height - y, width - x),
+            8: (y, width - x)}.get(orientation, (x, y))
 
 
 def orient_box(box: list[int], width: int, height: int, orientation: int) -> list[int]:
@@ -53,10 +61,12 @@ def orient_box(box: list[int], width: int, height: int, orientation: int) -> lis
 
 @dataclass
 class Thumb:
-    """An upright thumbnail and the boxes to draw on it, in thumbnail pixels."""
+    """An upright thumbnail and the boxes (and mask outlines: polygons of [x, y]) to
+    draw on it, in thumbnail pixels."""
 
     image: Image.Image
     boxes: list[tuple[str, list[int]]]
+    outlines: list[tuple[str, list[list[list[int]]]]] = field(default_factory=list)
 
     def data_uri(self, quality: int = 80) -> str:
         buf = io.BytesIO()
@@ -69,8 +79,11 @@ class Thumb:
         draw = ImageDraw.Draw(im)
         font = ImageFont.load_default()
         for label, (x, y, w, h) in self.boxes:
-            draw.rectangle([x, y, x + w - 1, y + h - 1], outline=colour(label), width=2)
+            draw.rectangle([x, y, x + w - 1, y + h - 1], outline=colour(label), width=1)
             draw.text((x + 3, y + 2), label, fill=colour(label), font=font)
+        for label, polygons in self.outlines:
+            for poly in polygons:
+                draw.line([tuple(p) for p in poly + poly[:1]], fill=colour(label), width=2)
         return im
 
 
@@ -94,9 +107,13 @@ def make_thumb(data: bytes, side: int, regions: list[dict] | None = None) -> Thu
     im.thumbnail((side, side), Image.Resampling.LANCZOS)
     upright_w = full_h if orientation in (5, 6, 7, 8) else full_w
     scale = im.width / upright_w
-    boxes = []
+    boxes, outlines = [], []
     for r in regions or []:
         ox, oy, ow, oh = orient_box(r["box"], full_w, full_h, orientation)
         boxes.append((r["label"], [round(ox * scale), round(oy * scale),
                                    max(1, round(ow * scale)), max(1, round(oh * scale))]))
-    return Thumb(im, boxes)
+        if r.get("outline"):
+            outlines.append((r["label"], [
+                [[round(c * scale) for c in orient_point(px, py, full_w, full_h, orientation)]
+                 for px, py in poly] for poly in r["outline"]]))
+    return Thumb(im, boxes, outlines)
