@@ -18,15 +18,26 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from sisafs.crypto.keys import PURPOSE_NOISE, subkey
-from sisafs.formats import jpeg_container, png_container, record
+from sisafs.formats import (
+    bmff_container,
+    fallback,
+    jpeg_container,
+    png_container,
+    record,
+    reencode,
+    webp_container,
+)
 from sisafs.formats.errors import FormatError, RecordError, UnsupportedImage
-from sisafs.formats.fallback import protect_pixels
 from sisafs.regions import Region
 
 log = logging.getLogger(__name__)
 
-_CONTAINERS = {"jpeg": jpeg_container, "png": png_container}
-_FORMAT_CODES = {"jpeg": record.FORMAT_JPEG, "png": record.FORMAT_PNG}
+_CONTAINERS = {"jpeg": jpeg_container, "png": png_container, "webp": webp_container,
+               "avif": bmff_container, "heif": bmff_container}
+_FORMAT_CODES = {"jpeg": record.FORMAT_JPEG, "png": record.FORMAT_PNG,
+                 "webp": record.FORMAT_WEBP, "avif": record.FORMAT_AVIF,
+                 "heif": record.FORMAT_HEIF}
+FORMATS = tuple(_CONTAINERS)
 _SELECTIVE_MODULES = {"jpeg": "sisafs.formats.jpeg_selective",
                       "png": "sisafs.formats.png_selective"}
 
@@ -42,12 +53,35 @@ class Protected:
 
 
 def sniff(head: bytes) -> str | None:
-    """"jpeg" or "png" by magic bytes (never by file name), else None."""
+    """One of FORMATS by the first 16 bytes (never by file name), else None.
+
+    The vault calls this on every written file's head to decide whether it is an image
+    at all; HEIF files whose major brand is the generic `mif1` are told from AVIF by
+    their compatible brands in `_refine`, once the whole file is at hand.
+    """
     if jpeg_container.is_jpeg(head):
         return "jpeg"
     if png_container.is_png(head):
         return "png"
+    if webp_container.is_webp(head):
+        return "webp"
+    if bmff_container.is_avif(head):
+        return "avif"
+    if bmff_container.is_heif(head):
+        return "heif"
     return None
+
+
+def _refine(fmt: str, data: bytes) -> str:
+    """AVIF files may carry a generic HEIF major brand (`mif1`): ask the ftyp box."""
+    if fmt == "heif":
+        try:
+            brands = bmff_container.compatible_brands(data)
+        except (FormatError, StopIteration):
+            return fmt
+        if brands & bmff_container.AVIF_BRANDS and not brands & {b"heic", b"heix"}:
+            return "avif"
+    return fmt
 
 
 def _selective(fmt: str):
@@ -68,12 +102,13 @@ def protect(data: bytes, regions: Sequence[Region], look: str, image_key: bytes,
     the input cannot be protected as an image at all (the caller stores it encrypted)."""
     fmt = sniff(data[:16])
     if fmt is None:
-        raise UnsupportedImage("not a JPEG or PNG")
+        raise UnsupportedImage("not an image format sisafs protects")
+    fmt = _refine(fmt, data)
     existing = _existing_record(data, fmt)
     file_id = os.urandom(16)
     manifest = _manifest(regions, look)
     reason = "selective codec not available"
-    module = _selective(fmt) if allow_selective else None
+    module = _selective(fmt) if allow_selective and fmt in _SELECTIVE_MODULES else None
     if module is not None and existing is None:
         try:
             public, payload = module.protect(data, regions, look, image_key, file_id)
@@ -88,8 +123,13 @@ def protect(data: bytes, regions: Sequence[Region], look: str, image_key: bytes,
             reason = str(e)
     elif existing is not None:
         reason = "input already carries a restore record"
-    public = protect_pixels(data, fmt, regions, look,
-                            subkey(image_key, PURPOSE_NOISE, salt=file_id))
+    elif fmt not in _SELECTIVE_MODULES:
+        reason = f"no selective codec for {fmt}: re-encoded, original in the record"
+    noise_key = subkey(image_key, PURPOSE_NOISE, salt=file_id)
+    if fmt in reencode.FORMATS:
+        public = reencode.protect_pixels(data, fmt, regions, look, noise_key)
+    else:
+        public = fallback.protect_pixels(data, fmt, regions, look, noise_key)
     out = _seal(public, data, image_key, fmt, record.PATH_FALLBACK, data, file_id, manifest)
     if not _verifies(out, data, image_key):
         raise UnsupportedImage("fallback restore did not verify")
@@ -129,6 +169,7 @@ def split(data: bytes) -> tuple[str, bytes, bytes]:
         blob, public = _CONTAINERS[fmt].split_record(data)
     except UnsupportedImage as e:
         raise RecordError(f"protected image is damaged: {e}") from None
+    fmt = _refine(fmt, data)
     if blob is None:
         raise RecordError("no restore record in this image")
     return fmt, blob, public
@@ -175,8 +216,9 @@ def read_header(f: BinaryIO) -> record.RecordHeader | None:
 
 def inspect(data: bytes) -> dict:
     """What `sisafs inspect` prints: no secrets, no key needed."""
-    fmt, blob, _ = split(data)
+    _, blob, _ = split(data)
     header = record.parse_header(blob)
-    return {"format": fmt, "path": header.path_name, "record_bytes": len(blob),
+    return {"format": header.format_name, "path": header.path_name,
+            "record_bytes": len(blob),
             "original_size": header.original_size, "record_version": header.version,
             "regions": (header.manifest or {}).get("regions", [])}
