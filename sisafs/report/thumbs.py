@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageDraw, ImageFont
 
+from sisafs.formats import heif_support
 from sisafs.formats.fallback import MAX_PIXELS
 
 ORIENTATION_TAG = 0x0112
@@ -77,6 +78,7 @@ class Thumb:
 def make_thumb(data: bytes, side: int, regions: list[dict] | None = None) -> Thumb:
     """Decode `data`, turn it upright, shrink to `side` px on the long edge, and map the
     regions' boxes onto it. Raises ValueError for anything Pillow cannot show."""
+    heif_support.ensure()  # HEIC photos too
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)

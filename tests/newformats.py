@@ -1,0 +1,68 @@
+"""Test material for WebP, AVIF and HEIF/HEIC, made with the libraries at test time.
+
+The corpus has real HEICs but no faces in them, and no WebP or AVIF at all, so the
+face photos of the JPEG corpus are re-encoded into each format (downscaled, to keep
+the default suite quick); synthetic images cover alpha and grey.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+from helpers import CORPUS
+from PIL import Image
+
+from sisafs.formats import heif_support
+
+HEIC_DIR = CORPUS / "heic"
+FACE_PHOTO = CORPUS / "fr_obama.jpg"
+
+
+def encode(img: Image.Image, fmt: str, **params) -> bytes:
+    heif_support.ensure()
+    buf = io.BytesIO()
+    img.save(buf, fmt, **params)
+    return buf.getvalue()
+
+
+def synthetic(w: int, h: int, mode: str = "RGB", seed: int = 1) -> Image.Image:
+    """A smooth gradient with mild noise: compresses like a photo, not like flat fill."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w]
+    rgb = np.stack([x * 255 // w, y * 255 // h,
+                    (x + y) * 127 // (w + h) + rng.integers(0, 30, (h, w))], -1)
+    a = rgb.astype(np.uint8)
+    if mode == "L":
+        return Image.fromarray(a[..., 0])
+    if mode == "RGBA":
+        alpha = np.full((h, w, 1), 255, np.uint8)
+        alpha[: h // 3] = 90
+        a = np.concatenate([a, alpha], -1)
+    return Image.fromarray(a, mode)
+
+
+def face_photo(side: int = 480) -> Image.Image:
+    img = Image.open(FACE_PHOTO).convert("RGB")
+    img.thumbnail((side, side))
+    return img
+
+
+def generated(face: Image.Image | None = None) -> dict[str, bytes]:
+    """name -> bytes for every variant the format matrix covers."""
+    face = face if face is not None else synthetic(320, 240)
+    return {
+        "lossy.webp": encode(face, "WEBP", quality=80),
+        "lossless.webp": encode(face, "WEBP", lossless=True),
+        "alpha.webp": encode(synthetic(320, 240, "RGBA"), "WEBP", quality=75),
+        "photo.avif": encode(face, "AVIF", quality=60, speed=8),
+        "alpha.avif": encode(synthetic(256, 192, "RGBA"), "AVIF", quality=60, speed=8),
+        "photo.heic": encode(face, "HEIF", quality=60),
+        "grey.heic": encode(synthetic(200, 150, "L"), "HEIF", quality=60),
+        "alpha.heic": encode(synthetic(256, 192, "RGBA"), "HEIF", quality=60),
+    }
+
+
+def corpus_heics() -> list[Path]:
+    return sorted(HEIC_DIR.glob("*.heic")) if HEIC_DIR.is_dir() else []
