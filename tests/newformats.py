@@ -28,10 +28,12 @@ def encode(img: Image.Image, fmt: str, **params) -> bytes:
 
 
 def synthetic(w: int, h: int, mode: str = "RGB", seed: int = 1) -> Image.Image:
-    """A smooth gradient with mild noise: compresses like a photo, not like flat fill."""
+    """A gradient with 8-pixel checks and mild noise: compresses like a photo, not like
+    flat fill, and a blur visibly changes it."""
     rng = np.random.default_rng(seed)
     y, x = np.mgrid[0:h, 0:w]
-    rgb = np.stack([x * 255 // w, y * 255 // h,
+    checks = ((x // 8 + y // 8) % 2) * 60
+    rgb = np.stack([x * 180 // w + checks, y * 180 // h + checks,
                     (x + y) * 127 // (w + h) + rng.integers(0, 30, (h, w))], -1)
     a = rgb.astype(np.uint8)
     if mode == "L":
