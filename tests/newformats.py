@@ -45,6 +45,19 @@ def synthetic(w: int, h: int, mode: str = "RGB", seed: int = 1) -> Image.Image:
     return Image.fromarray(a, mode)
 
 
+def grid_heic(img: Image.Image, tile: int = 128, quality: int = 60) -> bytes:
+    """A HEIC stored as a grid of tiles, as phones write them (at a small tile size)."""
+    heif_support.ensure()
+    import pillow_heif
+
+    old = pillow_heif.options.GRID_TILE_SIZE
+    pillow_heif.options.GRID_TILE_SIZE = tile
+    try:
+        return encode(img, "HEIF", quality=quality)
+    finally:
+        pillow_heif.options.GRID_TILE_SIZE = old
+
+
 def face_photo(side: int = 480) -> Image.Image:
     img = Image.open(FACE_PHOTO).convert("RGB")
     img.thumbnail((side, side))
@@ -61,6 +74,7 @@ def generated(face: Image.Image | None = None) -> dict[str, bytes]:
         "photo.avif": encode(face, "AVIF", quality=60, speed=8),
         "alpha.avif": encode(synthetic(256, 192, "RGBA"), "AVIF", quality=60, speed=8),
         "photo.heic": encode(face, "HEIF", quality=60),
+        "grid.heic": grid_heic(face),
         "grey.heic": encode(synthetic(200, 150, "L"), "HEIF", quality=60),
         "alpha.heic": encode(synthetic(256, 192, "RGBA"), "HEIF", quality=60),
     }

@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import piexif
 import pytest
-from newformats import HEIC_DIR, encode, face_photo, generated, synthetic
+from newformats import HEIC_DIR, encode, face_photo, generated, grid_heic, synthetic
 from PIL import Image
 
-from sisafs.formats import bmff_container, codec, heif_support, webp_container
+from sisafs.formats import bmff_container, codec, heif_meta, heif_support, webp_container
 from sisafs.formats.errors import RecordError
 from sisafs.regions import Region
 
@@ -53,7 +53,8 @@ def _region_diff(a: bytes, b: bytes, box: tuple[int, int, int, int]) -> float:
 
 
 @pytest.mark.parametrize("name", ["lossy.webp", "lossless.webp", "alpha.webp", "photo.avif",
-                                  "alpha.avif", "photo.heic", "grey.heic", "alpha.heic"])
+                                  "alpha.avif", "photo.heic", "grey.heic", "alpha.heic",
+                                  "grid.heic"])
 @pytest.mark.parametrize("look", ["noise", "blur"])
 def test_matrix_restores_exactly_and_public_is_viewable(files, name, look):
     data = files[name]
@@ -176,13 +177,15 @@ def test_small_corpus_heic_keeps_no_xmp_or_gps():
         assert not piexif.load(info["exif"])["GPS"]
 
 
-@pytest.mark.parametrize("name,fmt", [("webp", "webp"), ("avif", "avif"), ("heic", "heif")])
-def test_frozen_v1_records_of_new_formats_still_restore(name, fmt):
-    protected = (FIXTURES / f"v1_{name}_protected.{name}").read_bytes()
-    original = (FIXTURES / f"v1_{name}_original.{name}").read_bytes()
+@pytest.mark.parametrize("name,ext,fmt,path", [
+    ("webp", "webp", "webp", "fallback"), ("avif", "avif", "avif", "fallback"),
+    ("heic", "heic", "heif", "fallback"), ("heicgrid", "heic", "heif", "selective")])
+def test_frozen_v1_records_of_new_formats_still_restore(name, ext, fmt, path):
+    protected = (FIXTURES / f"v1_{name}_protected.{ext}").read_bytes()
+    original = (FIXTURES / f"v1_{name}_original.{ext}").read_bytes()
     assert codec.restore(protected, FIXED_KEY) == original
     info = codec.inspect(protected)
-    assert info["format"] == fmt and info["path"] == "fallback"
+    assert info["format"] == fmt and info["path"] == path
     assert info["record_version"] == 1 and info["regions"][0]["box"] == list(FIXTURE_BOX)
     _open(protected)
 
@@ -193,8 +196,50 @@ def make_fixtures() -> None:
     t.make_fixtures()'"""
     img = synthetic(96, 64, seed=5)
     region = [Region("face", 0.9, FIXTURE_BOX)]
-    for name, fmt in (("webp", "WEBP"), ("avif", "AVIF"), ("heic", "HEIF")):
-        original = encode(img, fmt, quality=70)
-        (FIXTURES / f"v1_{name}_original.{name}").write_bytes(original)
+    made = {name: encode(img, fmt, quality=70)
+            for name, fmt in (("webp", "WEBP"), ("avif", "AVIF"), ("heic", "HEIF"))}
+    made["heicgrid"] = grid_heic(img, tile=64, quality=70)
+    for name, original in made.items():
+        ext = "heic" if name.startswith("heic") else name
+        (FIXTURES / f"v1_{name}_original.{ext}").write_bytes(original)
         out = codec.protect(original, region, "noise", FIXED_KEY).data
-        (FIXTURES / f"v1_{name}_protected.{name}").write_bytes(out)
+        (FIXTURES / f"v1_{name}_protected.{ext}").write_bytes(out)
+
+
+def _kept_tiles(data: bytes) -> list[bytes]:
+    tops = list(bmff_container.boxes(data))
+    m = next(b for b in tops if b.type == b"meta")
+    meta = heif_meta.parse(data, m.start, m.end)
+    return [data[o : o + n] for t in meta.refs_from(b"dimg", meta.primary)
+            for o, n in meta.items[t].extents]
+
+
+def _selective_checks(data: bytes, box: tuple[int, int, int, int]) -> codec.Protected:
+    key = os.urandom(32)
+    p = codec.protect(data, [Region("face", 0.9, box)], "noise", key)
+    assert p.path == "selective", p.reason
+    assert codec.restore(p.data, key) == data
+    before, after = _kept_tiles(data), _kept_tiles(p.data)
+    same = sum(a == b for a, b in zip(before, after, strict=True))
+    assert 0 < len(before) - same < len(before), "only the touched tiles are re-encoded"
+    assert _region_diff(data, p.data, box) > 20
+    import pillow_heif
+
+    heif = pillow_heif.open_heif(io.BytesIO(p.data))
+    assert len(heif) == 1 and not heif.info["depth_images"] and not heif.info["thumbnails"]
+    assert not heif.info.get("aux") and not heif.info.get("xmp")
+    return p
+
+
+def test_grid_heic_re_encodes_only_touched_tiles(files):
+    _selective_checks(files["grid.heic"], (140, 100, 60, 50))
+
+
+def test_rotated_phone_heic_with_depth_and_gain_map_is_selective():
+    """pug.heic: iPhone 13 Pro, 48 tiles, irot, a depth map and an HDR gain map."""
+    src = HEIC_DIR / "pug.heic"
+    if not src.exists():
+        pytest.skip("corpus/heic not found")
+    data = src.read_bytes()
+    p = _selective_checks(data, (900, 1100, 500, 400))
+    assert len(p.data) <= 1.3 * len(data)

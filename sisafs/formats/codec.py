@@ -39,7 +39,8 @@ _FORMAT_CODES = {"jpeg": record.FORMAT_JPEG, "png": record.FORMAT_PNG,
                  "heif": record.FORMAT_HEIF}
 FORMATS = tuple(_CONTAINERS)
 _SELECTIVE_MODULES = {"jpeg": "sisafs.formats.jpeg_selective",
-                      "png": "sisafs.formats.png_selective"}
+                      "png": "sisafs.formats.png_selective",
+                      "heif": "sisafs.formats.heif_selective"}
 
 
 @dataclass
