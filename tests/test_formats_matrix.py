@@ -243,3 +243,31 @@ def test_rotated_phone_heic_with_depth_and_gain_map_is_selective():
     data = src.read_bytes()
     p = _selective_checks(data, (900, 1100, 500, 400))
     assert len(p.data) <= 1.3 * len(data)
+
+
+def test_hostile_bytes_fail_closed(files):
+    """Cut or flipped files raise FormatError (the vault then stores them encrypted
+    whole or gives EIO), never another exception and never wrong bytes."""
+    from sisafs.formats.errors import FormatError
+
+    rng = np.random.default_rng(3)
+    key = os.urandom(32)
+    for name in ("lossy.webp", "photo.avif", "grid.heic"):
+        data = files[name]
+        prot = codec.protect(data, [], "noise", key).data
+        for n in range(8):
+            src = prot if n % 2 else data
+            bad = bytearray(src[: int(len(src) * rng.uniform(0.2, 1.0))])
+            for _ in range(3):
+                bad[int(rng.integers(0, min(len(bad), 400)))] ^= int(rng.integers(1, 256))
+            bad = bytes(bad)
+            try:
+                back = codec.restore(bad, key)
+                assert back == data  # only if the damage missed everything bound
+            except FormatError:
+                pass
+            try:
+                codec.protect(bad, [Region("face", 0.9, (10, 10, 40, 40))], "noise", key)
+            except FormatError:
+                pass
+            codec.read_header(io.BytesIO(bad))  # None or a header; must not raise

@@ -66,9 +66,10 @@ def _round_trip(vault, files: dict[str, bytes]) -> dict[str, dict]:
 def test_generated_webp_avif_heic_round_trip(vault, corpus):
     files = generated(face_photo())
     infos = _round_trip(vault, files)
-    for name in ("lossy.webp", "photo.avif", "photo.heic"):
+    for name in ("lossy.webp", "photo.avif", "photo.heic", "grid.heic"):
         labels = {r["label"] for r in infos[name]["regions"]}
         assert "face" in labels, f"{name}: the face was not altered ({labels})"
+    assert infos["grid.heic"]["path"] == "selective"
 
 
 def test_small_corpus_heic_round_trip(vault, corpus):
@@ -93,6 +94,8 @@ def test_every_corpus_heic_round_trips(vault, corpus, tmp_path):
     for src in heics:
         info = _check_backing(src.name, backing[src.name].read_bytes(), src.read_bytes())
         assert info["format"] == "heif"
+        # Every phone file is a tile grid: only the tiny single-image Sony file is not.
+        assert info["path"] == ("fallback" if src.name.startswith("L_") else "selective")
     vault.mount()
     try:
         for src in heics:

@@ -57,7 +57,8 @@ def protect(data: bytes, regions: Sequence[Region], look: str, image_key: bytes,
         return _protect(data, regions, look, subkey(image_key, PURPOSE_NOISE, salt=file_id))
     except FormatError:
         raise
-    except (ValueError, LookupError, IndexError, OverflowError, struct.error, OSError) as e:
+    except (ValueError, LookupError, IndexError, OverflowError, struct.error, OSError,
+            StopIteration, MemoryError) as e:
         raise UnsupportedImage(f"selective HEIC path failed: {e}") from None
 
 
