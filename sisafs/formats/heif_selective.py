@@ -43,6 +43,7 @@ MAGIC = b"SHGS"
 VERSION = 1
 _HEAD = struct.Struct(">4sBIQQ")
 TILE_QUALITY = 70
+TILE_PRESET = "medium"  # x265 default ("slow") costs 2x the time for 2 % smaller tiles
 # The public picture must match the intended altered picture this closely (mean
 # absolute difference per sample, 0-255) or the file takes the whole re-encode path.
 MAX_PUBLIC_ERROR = 6.0
@@ -170,7 +171,8 @@ def _encode_changed(before: np.ndarray, after: np.ndarray, grid: tuple, tiles: l
 
 def _encode_tile(tile: np.ndarray) -> tuple[bytes, bytes]:
     buf = io.BytesIO()
-    Image.fromarray(tile, "RGB").save(buf, "HEIF", quality=TILE_QUALITY)
+    Image.fromarray(tile, "RGB").save(buf, "HEIF", quality=TILE_QUALITY,
+                                      enc_params={"preset": TILE_PRESET})
     coded = buf.getvalue()
     tops = list(bmff_container.boxes(coded))
     mbox = next(b for b in tops if b.type == b"meta")
