@@ -42,7 +42,10 @@ from sisafs.regions import Region
 MAGIC = b"SHGS"
 VERSION = 1
 _HEAD = struct.Struct(">4sBIQQ")
-TILE_QUALITY = 70
+# Tile qualities tried in turn until a new tile is at most TILE_SLACK times the size of
+# the tile it replaces (phone encoders compress hard; a fixed quality doubled some files).
+TILE_QUALITIES = (70, 55, 42, 30)
+TILE_SLACK = 1.15
 TILE_PRESET = "medium"  # x265 default ("slow") costs 2x the time for 2 % smaller tiles
 # The public picture must match the intended altered picture this closely (mean
 # absolute difference per sample, 0-255) or the file takes the whole re-encode path.
@@ -157,7 +160,8 @@ def _encode_changed(before: np.ndarray, after: np.ndarray, grid: tuple, tiles: l
                     meta: Meta) -> dict[int, tuple[bytes, bytes]]:
     """{tile item: (hvcC property box, coded data)} for every tile whose pixels changed."""
     width, height, cols, size = grid
-    out = {}
+    out: dict[int, tuple[bytes, bytes]] = {}
+    start = 0  # neighbouring tiles need similar qualities: start where the last one fit
     for n, item in enumerate(tiles):
         y0, x0 = (n // cols) * size, (n % cols) * size
         a = before[y0 : y0 + size, x0 : x0 + size]
@@ -165,13 +169,18 @@ def _encode_changed(before: np.ndarray, after: np.ndarray, grid: tuple, tiles: l
         if a.size == 0 or np.array_equal(a, b):
             continue
         tile = np.pad(b, ((0, size - b.shape[0]), (0, size - b.shape[1]), (0, 0)), "edge")
-        out[item] = _encode_tile(tile)
+        budget = TILE_SLACK * sum(length for _, length in meta.items[item].extents)
+        for k in range(start, len(TILE_QUALITIES)):
+            out[item] = _encode_tile(tile, TILE_QUALITIES[k])
+            start = k
+            if len(out[item][1]) <= budget:
+                break
     return out
 
 
-def _encode_tile(tile: np.ndarray) -> tuple[bytes, bytes]:
+def _encode_tile(tile: np.ndarray, quality: int) -> tuple[bytes, bytes]:
     buf = io.BytesIO()
-    Image.fromarray(tile, "RGB").save(buf, "HEIF", quality=TILE_QUALITY,
+    Image.fromarray(tile, "RGB").save(buf, "HEIF", quality=quality,
                                       enc_params={"preset": TILE_PRESET})
     coded = buf.getvalue()
     tops = list(bmff_container.boxes(coded))
