@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import shutil
+import time
 
 import pytest
 from conftest import needs_fuse
@@ -22,6 +23,15 @@ from sisafs.formats import codec, heif_support
 pytestmark = needs_fuse
 
 _PIL_FORMAT = {"webp": "WEBP", "avif": "AVIF", "heif": "HEIF"}
+
+
+def _wait_for_jobs(vault, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        st = vault.status()
+        if st["queued"] == 0 and st["running"] == 0:
+            return
+        time.sleep(2)
 
 
 def _check_backing(name: str, pub: bytes, original: bytes) -> dict:
@@ -89,6 +99,7 @@ def test_every_corpus_heic_round_trips(vault, corpus, tmp_path):
     vault.mount()
     for src in heics:
         shutil.copyfile(src, vault.mnt / src.name)
+    _wait_for_jobs(vault, 1800)  # 12 MP detection and x265 on a small shared machine
     vault.unmount()
     backing = {p.name: p for p in vault.backing_files()}
     for src in heics:
