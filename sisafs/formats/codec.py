@@ -38,9 +38,12 @@ _FORMAT_CODES = {"jpeg": record.FORMAT_JPEG, "png": record.FORMAT_PNG,
                  "webp": record.FORMAT_WEBP, "avif": record.FORMAT_AVIF,
                  "heif": record.FORMAT_HEIF}
 FORMATS = tuple(_CONTAINERS)
-_SELECTIVE_MODULES = {"jpeg": "sisafs.formats.jpeg_selective",
-                      "png": "sisafs.formats.png_selective",
-                      "heif": "sisafs.formats.heif_selective"}
+# Selective codecs per format, tried in order; each payload starts with its codec's
+# MAGIC, which is how restore picks the codec.
+_SELECTIVE_MODULES = {"jpeg": ("sisafs.formats.jpeg_selective",
+                               "sisafs.formats.jpeg_progressive"),
+                      "png": ("sisafs.formats.png_selective",),
+                      "heif": ("sisafs.formats.heif_selective",)}
 
 
 @dataclass
@@ -85,11 +88,24 @@ def _refine(fmt: str, data: bytes) -> str:
     return fmt
 
 
-def _selective(fmt: str):
-    try:
-        return importlib.import_module(_SELECTIVE_MODULES[fmt])
-    except ImportError:
-        return None
+def _selective(fmt: str) -> list:
+    """The selective codec modules for `fmt` that this build can import."""
+    out = []
+    for name in _SELECTIVE_MODULES.get(fmt, ()):
+        try:
+            out.append(importlib.import_module(name))
+        except ImportError:
+            pass
+    return out
+
+
+def _selective_for(fmt: str, payload: bytes):
+    """The selective codec whose payload this is (by its magic), or None."""
+    mods = _selective(fmt)
+    for m in mods:
+        if payload[:4] == getattr(m, "MAGIC", None):
+            return m
+    return mods[0] if len(mods) == 1 else None
 
 
 def _manifest(regions: Sequence[Region], look: str) -> dict:
@@ -109,8 +125,9 @@ def protect(data: bytes, regions: Sequence[Region], look: str, image_key: bytes,
     file_id = os.urandom(16)
     manifest = _manifest(regions, look)
     reason = "selective codec not available"
-    module = _selective(fmt) if allow_selective and fmt in _SELECTIVE_MODULES else None
-    if module is not None and existing is None:
+    modules = _selective(fmt) if allow_selective else []
+    reasons = []
+    for module in modules if existing is None else []:
         try:
             public, payload = module.protect(data, regions, look, image_key, file_id)
             out = _seal(public, payload, image_key, fmt, record.PATH_SELECTIVE, data,
@@ -118,11 +135,13 @@ def protect(data: bytes, regions: Sequence[Region], look: str, image_key: bytes,
             if _verifies(out, data, image_key):
                 return Protected(out, fmt, "selective", len(out) - len(public),
                                  manifest["regions"])
-            reason = "selective restore did not verify"
-            log.warning("selective %s restore did not verify; using fallback", fmt)
+            reasons.append("selective restore did not verify")
+            log.warning("selective %s restore did not verify; trying the next path", fmt)
         except FormatError as e:
-            reason = str(e)
-    elif existing is not None:
+            reasons.append(str(e))
+    if reasons:
+        reason = "; ".join(reasons)
+    if existing is not None:
         reason = "input already carries a restore record"
     elif fmt not in _SELECTIVE_MODULES:
         reason = f"no selective codec for {fmt}: re-encoded, original in the record"
@@ -183,7 +202,7 @@ def restore(data: bytes, image_key: bytes) -> bytes:
     if header.path == record.PATH_FALLBACK:
         original = payload
     elif header.path == record.PATH_SELECTIVE:
-        module = _selective(fmt)
+        module = _selective_for(fmt, payload)
         if module is None:
             raise RecordError(f"this build cannot restore selective {fmt} records")
         try:
