@@ -33,10 +33,10 @@ from PIL import Image
 from sisafs.crypto.keys import PURPOSE_NOISE, subkey
 from sisafs.formats import bmff_container, heif_meta, heif_support
 from sisafs.formats.errors import FormatError, RecordError, UnsupportedImage
-from sisafs.formats.fallback import open_image
 from sisafs.formats.heif_meta import Item, Meta
 from sisafs.formats.looks import alter_pixels
 from sisafs.formats.metadata import public_exif
+from sisafs.formats.reencode import open_image
 from sisafs.regions import Region
 
 MAGIC = b"SHGS"
@@ -62,7 +62,7 @@ def protect(data: bytes, regions: Sequence[Region], look: str, image_key: bytes,
     except FormatError:
         raise
     except (ValueError, LookupError, IndexError, OverflowError, struct.error, OSError,
-            StopIteration, MemoryError) as e:
+            StopIteration, MemoryError, RuntimeError) as e:
         raise UnsupportedImage(f"selective HEIC path failed: {e}") from None
 
 

@@ -22,9 +22,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from PIL import Image
 
-from sisafs.formats import heif_support, webp_container
+from sisafs.formats import fallback, heif_support, webp_container
 from sisafs.formats.errors import UnsupportedImage
-from sisafs.formats.fallback import open_image
 from sisafs.formats.looks import alter_pixels
 from sisafs.formats.metadata import public_exif
 from sisafs.regions import Region
@@ -110,6 +109,15 @@ def _without_orientation(exif: bytes | None) -> bytes | None:
     e.load(exif)
     e.pop(0x0112, None)
     return e.tobytes() if len(e) else None
+
+
+def open_image(data: bytes, expect: str) -> Image.Image:
+    """fallback.open_image, plus the RuntimeError that Pillow's AVIF plugin and
+    pillow-heif raise for damaged files (libavif/libheif error codes)."""
+    try:
+        return fallback.open_image(data, expect)
+    except RuntimeError as e:
+        raise UnsupportedImage(f"cannot decode {expect}: {e}") from None
 
 
 def _check_viewable(public: bytes, fmt: str, size: tuple[int, int]) -> None:

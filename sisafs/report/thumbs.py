@@ -89,7 +89,7 @@ def make_thumb(data: bytes, side: int, regions: list[dict] | None = None) -> Thu
             full_w, full_h = im.size
             im.draft("RGB", (side, side))  # JPEG: decode at a reduced scale, much faster
             im = im.convert("RGB")
-    except (OSError, SyntaxError, Image.DecompressionBombWarning) as e:
+    except (OSError, SyntaxError, RuntimeError, Image.DecompressionBombWarning) as e:
         raise ValueError(f"cannot decode: {e}") from None
     if orientation in _TRANSPOSE:
         im = im.transpose(_TRANSPOSE[orientation])
