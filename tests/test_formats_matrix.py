@@ -271,3 +271,21 @@ def test_hostile_bytes_fail_closed(files):
             except FormatError:
                 pass
             codec.read_header(io.BytesIO(bad))  # None or a header; must not raise
+
+
+def test_misplaced_tiles_are_caught_before_use(files, monkeypatch):
+    """The safety net for the orientation mapping: if tiles went back mirrored, the
+    public check refuses the selective path and the re-encode path runs instead."""
+    from sisafs.formats import heif_selective
+    from sisafs.formats.errors import UnsupportedImage
+
+    data = files["grid.heic"]
+    box = (20, 20, 60, 60)
+    monkeypatch.setattr(heif_selective, "_unshow", lambda a, steps: np.ascontiguousarray(
+        a[:, ::-1]))
+    with pytest.raises(UnsupportedImage):
+        heif_selective.protect(data, [Region("face", 0.9, box)], "noise", os.urandom(32),
+                               os.urandom(16))
+    key = os.urandom(32)
+    p = codec.protect(data, [Region("face", 0.9, box)], "noise", key)
+    assert p.path == "fallback" and codec.restore(p.data, key) == data
