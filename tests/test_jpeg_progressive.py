@@ -166,3 +166,71 @@ def make_fixture() -> None:
     p = codec.protect(original, [Region("face", 0.9, (24, 16, 48, 32))], "noise", FIXED_KEY)
     assert p.path == "selective"
     (FIXTURES / "v1_progsel_protected.jpg").write_bytes(p.data)
+
+
+ASAN_DRIVER = '''
+import importlib.util, io, sys
+import numpy as np
+so, root = sys.argv[1], sys.argv[2]
+sys.path.insert(0, root)
+spec = importlib.util.spec_from_file_location("sisafs.formats._jpegprog", so)
+mod = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(mod)
+import sisafs.formats
+sys.modules["sisafs.formats._jpegprog"] = mod
+sisafs.formats._jpegprog = mod
+from PIL import Image
+from sisafs.formats import jpeg_progressive as jp
+from sisafs.formats.errors import FormatError
+from sisafs.regions import Region
+rng = np.random.default_rng(11)
+img = Image.fromarray(rng.integers(0, 255, (96, 128, 3), dtype=np.uint8))
+buf = io.BytesIO()
+img.save(buf, "JPEG", progressive=True, optimize=True)
+src = buf.getvalue()
+key, fid = b"k" * 32, b"f" * 16
+pub, pay = jp.protect(src, [Region("face", 1, (20, 20, 50, 40))], "noise", key, fid)
+for it in range(int(sys.argv[3])):
+    d = bytearray(src if it % 2 else pub)
+    for _ in range(int(rng.integers(1, 6))):
+        d[int(rng.integers(0, len(d)))] = int(rng.integers(0, 256))
+    try:
+        jp.protect(bytes(d[: int(len(d) * rng.uniform(0.2, 1.0))]), [], "noise", key, fid)
+    except FormatError:
+        pass
+    p = bytearray(pay)
+    p[int(rng.integers(0, len(p)))] ^= 0x5A
+    try:
+        jp.restore(pub, bytes(p), key, fid)
+    except FormatError:
+        pass
+print("ASAN-OK")
+'''
+
+
+@pytest.mark.asan
+def test_asan_build_survives_mutations(tmp_path):
+    import sys
+    import sysconfig
+
+    gcc = shutil.which("gcc")
+    if gcc is None:
+        pytest.skip("gcc not available")
+    libasan = subprocess.run([gcc, "-print-file-name=libasan.so"], capture_output=True,
+                             text=True).stdout.strip()
+    if not os.path.isabs(libasan):
+        pytest.skip("libasan not installed")
+    root = Path(__file__).resolve().parents[1]
+    so = tmp_path / ("_jpegprog" + sysconfig.get_config_var("EXT_SUFFIX"))
+    subprocess.run([gcc, "-shared", "-fPIC", "-O1", "-g", "-fno-omit-frame-pointer",
+                    "-fsanitize=address,undefined", "-fno-sanitize-recover=undefined",
+                    "-I", sysconfig.get_paths()["include"],
+                    str(root / "sisafs/formats/_jpeg/progressive.c"), "-o", str(so)],
+                   check=True)
+    driver = tmp_path / "driver.py"
+    driver.write_text(ASAN_DRIVER)
+    env = dict(os.environ, LD_PRELOAD=libasan, ASAN_OPTIONS="detect_leaks=0:abort_on_error=1",
+               UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1")
+    run = subprocess.run([sys.executable, str(driver), str(so), str(root), "1500"], env=env,
+                         capture_output=True, text=True, timeout=1200)
+    assert run.returncode == 0 and "ASAN-OK" in run.stdout, run.stderr[-4000:]
