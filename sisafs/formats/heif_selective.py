@@ -249,7 +249,14 @@ def _assemble(data: bytes, ftyp, meta: Meta, tiles: list[int],
             chunks.append((i, None, _single_extent(meta.items[i])))
     if meta.items[meta.primary].method == 0:  # grid descriptor in mdat: a fresh copy
         chunks.append((meta.primary, _item_data(data, meta, meta.items[meta.primary]), None))
-    pub_meta = Meta(meta.handler, meta.dinf, meta.primary, items, refs, props, meta.idat)
+    idat = b""
+    if items[meta.primary].method == 1:  # only the grid descriptor stays in idat
+        desc = _item_data(data, meta, meta.items[meta.primary])
+        idat = heif_meta.box(b"idat", desc)
+        old = items[meta.primary]
+        items[meta.primary] = Item(old.id, old.type, old.infe, 1, [(0, len(desc))], old.props)
+    pub_meta = Meta(meta.handler, meta.dinf, meta.primary, items, refs,
+                    _prune_props(items, props), idat)
     total = sum(len(c) if c is not None else ext[1] for _, c, ext in chunks)
     osz = 4 if len(data) + total < 1 << 31 else 8
     for item_id, chunk, ext in chunks:  # sizes first: offsets do not change the length
@@ -269,6 +276,16 @@ def _assemble(data: bytes, ftyp, meta: Meta, tiles: list[int],
     public = head + heif_meta.write(pub_meta, osz) + struct.pack(">I4s", 8 + len(mdat),
                                                                   b"mdat") + mdat
     return public, kept
+
+
+def _prune_props(items: dict[int, Item], props: list[bytes]) -> list[bytes]:
+    """Only the properties kept items use (removed items' hvcC, auxC and the like go),
+    renumbered in place in the items' associations."""
+    used = sorted({idx for it in items.values() for _, idx in it.props})
+    new_index = {old: n + 1 for n, old in enumerate(used)}
+    for it in items.values():
+        it.props = [(e, new_index[idx]) for e, idx in it.props]
+    return [props[i - 1] for i in used]
 
 
 def _single_extent(item: Item) -> tuple[int, int]:
