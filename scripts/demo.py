@@ -16,13 +16,14 @@ from pathlib import Path
 
 from PIL import Image
 
-from sisafs.formats import codec
+from sisafs.formats import codec, heif_support
 from sisafs.formats.metadata import has_gps_or_thumbnail
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "demo"
 CORPUS = ROOT.parent / "shared" / "corpus"
 SAMPLE = ROOT / "sisafs" / "data" / "sample"
+PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".avif", ".heic", ".heif")
 
 
 def sisafs(*args: str) -> None:
@@ -35,7 +36,9 @@ def sha(p: Path) -> str:
 
 def main() -> int:
     src = CORPUS if CORPUS.is_dir() else SAMPLE
-    photos = sorted(p for p in src.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    folders = [src, src / "heic"] if (src / "heic").is_dir() else [src]
+    photos = sorted((p for d in folders for p in d.iterdir()
+                     if p.suffix.lower() in PHOTO_SUFFIXES), key=lambda p: p.name)
     if DEMO.exists():
         subprocess.run(["fusermount3", "-u", "-z", str(DEMO / "Photos")], capture_output=True)
         shutil.rmtree(DEMO)
@@ -65,6 +68,7 @@ def main() -> int:
         for r in info["regions"]:
             labels[r["label"]] = labels.get(r["label"], 0) + 1
         desc = ", ".join(f"{n} {k}" for k, n in sorted(labels.items()))
+        heif_support.ensure()
         im = Image.open(io.BytesIO(pub))
         exif = im.info.get("exif")
         gps, thumb = has_gps_or_thumbnail(exif) if exif else (False, False)

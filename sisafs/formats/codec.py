@@ -18,17 +18,34 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from sisafs.crypto.keys import PURPOSE_NOISE, subkey
-from sisafs.formats import jpeg_container, notes, png_container, record, region_manifest
+from sisafs.formats import (
+    bmff_container,
+    fallback,
+    jpeg_container,
+    notes,
+    png_container,
+    record,
+    reencode,
+    region_manifest,
+    webp_container,
+)
 from sisafs.formats.errors import FormatError, RecordError, UnsupportedImage
-from sisafs.formats.fallback import protect_pixels
 from sisafs.regions import Region
 
 log = logging.getLogger(__name__)
 
-_CONTAINERS = {"jpeg": jpeg_container, "png": png_container}
-_FORMAT_CODES = {"jpeg": record.FORMAT_JPEG, "png": record.FORMAT_PNG}
-_SELECTIVE_MODULES = {"jpeg": "sisafs.formats.jpeg_selective",
-                      "png": "sisafs.formats.png_selective"}
+_CONTAINERS = {"jpeg": jpeg_container, "png": png_container, "webp": webp_container,
+               "avif": bmff_container, "heif": bmff_container}
+_FORMAT_CODES = {"jpeg": record.FORMAT_JPEG, "png": record.FORMAT_PNG,
+                 "webp": record.FORMAT_WEBP, "avif": record.FORMAT_AVIF,
+                 "heif": record.FORMAT_HEIF}
+FORMATS = tuple(_CONTAINERS)
+# Selective codecs per format, tried in order; each payload starts with its codec's
+# MAGIC, which is how restore picks the codec.
+_SELECTIVE_MODULES = {"jpeg": ("sisafs.formats.jpeg_selective",
+                               "sisafs.formats.jpeg_progressive"),
+                      "png": ("sisafs.formats.png_selective",),
+                      "heif": ("sisafs.formats.heif_selective",)}
 
 
 @dataclass
@@ -42,19 +59,55 @@ class Protected:
 
 
 def sniff(head: bytes) -> str | None:
-    """"jpeg" or "png" by magic bytes (never by file name), else None."""
+    """One of FORMATS by the first 16 bytes (never by file name), else None.
+
+    The vault calls this on every written file's head to decide whether it is an image
+    at all; HEIF files whose major brand is the generic `mif1` are told from AVIF by
+    their compatible brands in `_refine`, once the whole file is at hand.
+    """
     if jpeg_container.is_jpeg(head):
         return "jpeg"
     if png_container.is_png(head):
         return "png"
+    if webp_container.is_webp(head):
+        return "webp"
+    if bmff_container.is_avif(head):
+        return "avif"
+    if bmff_container.is_heif(head):
+        return "heif"
     return None
 
 
-def _selective(fmt: str):
-    try:
-        return importlib.import_module(_SELECTIVE_MODULES[fmt])
-    except ImportError:
-        return None
+def _refine(fmt: str, data: bytes) -> str:
+    """AVIF files may carry a generic HEIF major brand (`mif1`): ask the ftyp box."""
+    if fmt == "heif":
+        try:
+            brands = bmff_container.compatible_brands(data)
+        except (FormatError, StopIteration):
+            return fmt
+        if brands & bmff_container.AVIF_BRANDS and not brands & {b"heic", b"heix"}:
+            return "avif"
+    return fmt
+
+
+def _selective(fmt: str) -> list:
+    """The selective codec modules for `fmt` that this build can import."""
+    out = []
+    for name in _SELECTIVE_MODULES.get(fmt, ()):
+        try:
+            out.append(importlib.import_module(name))
+        except ImportError:
+            pass
+    return out
+
+
+def _selective_for(fmt: str, payload: bytes):
+    """The selective codec whose payload this is (by its magic), or None."""
+    mods = _selective(fmt)
+    for m in mods:
+        if payload[:4] == getattr(m, "MAGIC", None):
+            return m
+    return mods[0] if len(mods) == 1 else None
 
 
 def _manifest(regions: Sequence[Region], look: str, kept: Sequence[Region] = (),
@@ -74,13 +127,15 @@ def protect(data: bytes, regions: Sequence[Region], look: str, image_key: bytes,
     the input cannot be protected as an image at all (the caller stores it encrypted)."""
     fmt = sniff(data[:16])
     if fmt is None:
-        raise UnsupportedImage("not a JPEG or PNG")
+        raise UnsupportedImage("not an image format sisafs protects")
+    fmt = _refine(fmt, data)
     existing = _existing_record(data, fmt)
     file_id = os.urandom(16)
     manifest = _manifest(regions, look, kept, image_key, file_id)
     reason = "selective codec not available"
-    module = _selective(fmt) if allow_selective else None
-    if module is not None and existing is None:
+    modules = _selective(fmt) if allow_selective else []
+    reasons = []
+    for module in modules if existing is None else []:
         try:
             public, payload = module.protect(data, regions, look, image_key, file_id)
             out = _seal(public, payload, image_key, fmt, record.PATH_SELECTIVE, data,
@@ -88,14 +143,21 @@ def protect(data: bytes, regions: Sequence[Region], look: str, image_key: bytes,
             if _verifies(out, data, image_key):
                 return Protected(out, fmt, "selective", len(out) - len(public),
                                  manifest["regions"])
-            reason = "selective restore did not verify"
-            log.warning("selective %s restore did not verify; using fallback", fmt)
+            reasons.append("selective restore did not verify")
+            log.warning("selective %s restore did not verify; trying the next path", fmt)
         except FormatError as e:
-            reason = str(e)
-    elif existing is not None:
+            reasons.append(str(e))
+    if reasons:
+        reason = "; ".join(reasons)
+    if existing is not None:
         reason = "input already carries a restore record"
-    public = protect_pixels(data, fmt, regions, look,
-                            subkey(image_key, PURPOSE_NOISE, salt=file_id))
+    elif fmt not in _SELECTIVE_MODULES:
+        reason = f"no selective codec for {fmt}: re-encoded, original in the record"
+    noise_key = subkey(image_key, PURPOSE_NOISE, salt=file_id)
+    if fmt in reencode.FORMATS:
+        public = reencode.protect_pixels(data, fmt, regions, look, noise_key)
+    else:
+        public = fallback.protect_pixels(data, fmt, regions, look, noise_key)
     out = _seal(public, data, image_key, fmt, record.PATH_FALLBACK, data, file_id, manifest)
     if not _verifies(out, data, image_key):
         raise UnsupportedImage("fallback restore did not verify")
@@ -135,6 +197,7 @@ def split(data: bytes) -> tuple[str, bytes, bytes]:
         blob, public = _CONTAINERS[fmt].split_record(data)
     except UnsupportedImage as e:
         raise RecordError(f"protected image is damaged: {e}") from None
+    fmt = _refine(fmt, data)
     if blob is None:
         raise RecordError("no restore record in this image")
     return fmt, blob, public
@@ -147,7 +210,7 @@ def restore(data: bytes, image_key: bytes) -> bytes:
     if header.path == record.PATH_FALLBACK:
         original = payload
     elif header.path == record.PATH_SELECTIVE:
-        module = _selective(fmt)
+        module = _selective_for(fmt, payload)
         if module is None:
             raise RecordError(f"this build cannot restore selective {fmt} records")
         try:
@@ -182,10 +245,11 @@ def read_header(f: BinaryIO) -> record.RecordHeader | None:
 def inspect(data: bytes, image_key: bytes | None = None) -> dict:
     """What `sisafs inspect` prints: no secrets without a key; with the image key, also
     the regions left as they are and why (RecordError if the key does not open them)."""
-    fmt, blob, _ = split(data)
+    _, blob, _ = split(data)
     header = record.parse_header(blob)
     manifest = header.manifest or {}
-    out = {"format": fmt, "path": header.path_name, "record_bytes": len(blob),
+    out = {"format": header.format_name, "path": header.path_name,
+           "record_bytes": len(blob),
            "original_size": header.original_size, "record_version": header.version,
            "regions": region_manifest.with_defaults(manifest.get("regions", []))}
     if image_key is not None:

@@ -1,11 +1,11 @@
 """The restore record: everything a key holder needs to get the original bytes back.
 
 It travels inside the public image's own metadata (JPEG APP15 segments, a private PNG
-chunk), so the protected file stays one ordinary image. The record is sealed with
-AES-256-GCM under a per-file key; its associated data is the clear header plus the
-SHA-256 of the public file *without* the record, so changing any public byte, moving a
-record to another image, or cutting it short makes the restore fail instead of
-producing wrong bytes.
+chunk, a private WebP chunk, a trailing ISO-BMFF `uuid` box for HEIF and AVIF), so the
+protected file stays one ordinary image. The record is sealed with AES-256-GCM under a
+per-file key; its associated data is the clear header plus the SHA-256 of the public
+file *without* the record, so changing any public byte, moving a record to another
+image, or cutting it short makes the restore fail instead of producing wrong bytes.
 
 Layout (big-endian), version 1:
 
@@ -14,8 +14,10 @@ Layout (big-endian), version 1:
 
 `path` says which protection ran (0 = fallback: the payload is the whole original;
 1 = selective: the payload is codec-specific restore data). `format` is 1 = JPEG,
-2 = PNG. The header is in the clear because `getattr` needs the original size without
-decrypting megabytes; the size is also visible from the public file, roughly. The
+2 = PNG, 3 = WebP, 4 = AVIF, 5 = HEIF/HEIC (3 to 5 came later without a version change:
+the layout is the same, and an older reader already refuses a file whose container it
+does not sniff). The header is in the clear because `getattr` needs the original size
+without decrypting megabytes; the size is also visible from the public file, roughly. The
 manifest is authenticated but not encrypted: it lists what was altered (label, box,
 score, look), which anyone can see in the public pixels anyway, so `sisafs inspect`
 works without a key. Identities of recognised people are never put in it.
@@ -42,7 +44,11 @@ PATH_SELECTIVE = 1
 PATH_NAMES = {PATH_FALLBACK: "fallback", PATH_SELECTIVE: "selective"}
 FORMAT_JPEG = 1
 FORMAT_PNG = 2
-FORMAT_NAMES = {FORMAT_JPEG: "jpeg", FORMAT_PNG: "png"}
+FORMAT_WEBP = 3
+FORMAT_AVIF = 4
+FORMAT_HEIF = 5
+FORMAT_NAMES = {FORMAT_JPEG: "jpeg", FORMAT_PNG: "png", FORMAT_WEBP: "webp",
+                FORMAT_AVIF: "avif", FORMAT_HEIF: "heif"}
 
 _HEAD = struct.Struct(">5sBBB16sQ12s")
 HEADER_SIZE = _HEAD.size  # 44

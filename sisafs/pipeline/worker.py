@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 
 from PIL import Image
 
-from sisafs.formats import codec
+from sisafs.formats import codec, heif_support
 from sisafs.formats.errors import UnsupportedImage
 from sisafs.formats.fallback import MAX_PIXELS
 
@@ -111,6 +111,10 @@ def _get_stack(detectors: dict | None = None):
 
 
 def decode_for_detection(data: bytes) -> Image.Image:
+    """Pillow decode for the detectors; HEIF/HEIC through pillow-heif's opener, which
+    applies the file's rotation the same way the codec's decode does, so region boxes
+    land where the codec alters pixels."""
+    heif_support.ensure()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -142,7 +146,7 @@ def detect_regions(data: bytes, relpath: str = "") -> tuple[list, int, int, dict
     `sisafs preview` ranks one detection at every level from this."""
     assert _config is not None, "init_worker was not called"
     if codec.sniff(data[:16]) is None:
-        raise UnsupportedImage("not a JPEG or PNG")
+        raise UnsupportedImage("not an image format sisafs protects")
     eff = _config.for_path(relpath)
     img = decode_for_detection(data)
     return _get_stack(eff["detectors"]).detect(img), img.width, img.height, eff

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from PIL import Image, ImageDraw, ImageFont
 
+from sisafs.formats import heif_support
 from sisafs.formats.fallback import MAX_PIXELS
 
 ORIENTATION_TAG = 0x0112
@@ -90,6 +91,7 @@ class Thumb:
 def make_thumb(data: bytes, side: int, regions: list[dict] | None = None) -> Thumb:
     """Decode `data`, turn it upright, shrink to `side` px on the long edge, and map the
     regions' boxes onto it. Raises ValueError for anything Pillow cannot show."""
+    heif_support.ensure()  # HEIC photos too
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -100,7 +102,7 @@ def make_thumb(data: bytes, side: int, regions: list[dict] | None = None) -> Thu
             full_w, full_h = im.size
             im.draft("RGB", (side, side))  # JPEG: decode at a reduced scale, much faster
             im = im.convert("RGB")
-    except (OSError, SyntaxError, Image.DecompressionBombWarning) as e:
+    except (OSError, SyntaxError, RuntimeError, Image.DecompressionBombWarning) as e:
         raise ValueError(f"cannot decode: {e}") from None
     if orientation in _TRANSPOSE:
         im = im.transpose(_TRANSPOSE[orientation])
