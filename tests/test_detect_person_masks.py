@@ -159,15 +159,14 @@ def test_jpeg_alters_only_the_mcus_the_masks_touch(name: str) -> None:
     assert full.path == "selective" and codec.restore(full.data, KEY) == data
 
 
-def test_progressive_jpeg_with_people_restores_exactly_through_the_fallback() -> None:
-    """df_selfie-many-people.jpg is progressive: the DCT path declines and the pixel
-    fallback alters the mask pixels (within JPEG re-encoding noise) and keeps the whole
-    original in the record."""
+def test_progressive_jpeg_with_people_restores_exactly() -> None:
+    """df_selfie-many-people.jpg is progressive: the progressive selective path (issue
+    13) alters the blocks the masks touch, and restores exactly."""
     data = (CORPUS / "df_selfie-many-people.jpg").read_bytes()
     regions = people("df_selfie-many-people.jpg")
     assert len(regions) >= 4
     out = codec.protect(data, regions, "solid", KEY)
-    assert out.path == "fallback" and codec.restore(out.data, KEY) == data
+    assert out.path == "selective" and codec.restore(out.data, KEY) == data
     a = np.asarray(Image.open(io.BytesIO(data)).convert("L"), np.int16)
     b = np.asarray(Image.open(io.BytesIO(out.data)).convert("L"), np.int16)
     inside = np.zeros(a.shape, bool)

@@ -87,7 +87,7 @@ def test_local_executor_protects_and_fails_cleanly(corpus):
     try:
         data = corpus_images()[1].read_bytes()
         assert codec.restore(ex.protect(data).data, key) == data
-        with pytest.raises(Exception, match="not a JPEG or PNG"):
+        with pytest.raises(Exception, match="not an image format sisafs protects"):
             ex.protect(b"plain text")
     finally:
         ex.shutdown()
