@@ -7,7 +7,14 @@ import json
 import os
 from pathlib import Path
 
-from sisafs.cli.common import image_key, passphrase_args, read_input, unlock
+from sisafs.cli.common import (
+    check_settings,
+    executor_destination,
+    image_key,
+    passphrase_args,
+    read_input,
+    unlock,
+)
 from sisafs.errors import AuthError, InputError, UsageError
 
 
@@ -68,7 +75,7 @@ def cmd_protect_tree(args) -> int:
     not be (unreadable, special files), 130 when interrupted (re-run to finish)."""
     import sys
 
-    from sisafs.pipeline.executor import ExecutorSpec, make_executor
+    from sisafs.pipeline.executor import make_executor
     from sisafs.vault.bulk import exclusive_vault, protect_tree
     from sisafs.vault.keys import VaultKeys
     from sisafs.vault.session import Session, worker_config
@@ -84,9 +91,11 @@ def cmd_protect_tree(args) -> int:
     if not src.is_dir():
         raise InputError(f"{src}: not a directory")
     config, master = unlock(vault, args)
+    check_settings(vault, config, master)
     keys = VaultKeys.from_master(master)
-    spec = ExecutorSpec.from_settings(config.settings).override(
-        args.executor, args.ray_address, args.workers)
+    spec, destination = executor_destination(config.settings, args)
+    if not args.quiet:
+        print(f"sisafs: {destination}", file=sys.stderr)
     with exclusive_vault(vault):
         wcfg = worker_config(vault, keys, config.settings, args.level)
         session = Session.open(vault, master, config.settings,
