@@ -54,15 +54,19 @@ def core_limit() -> tuple[int, int]:
 
 
 def limit_memory(max_bytes: int) -> None:
-    """Cap this process's address space (RLIMIT_AS): a photo that would need more fails
-    its job with MemoryError instead of pushing the machine into the OOM killer. Never
-    raises the limit above what the process already has."""
+    """Cap this process's writable private memory (RLIMIT_DATA): a photo that would need
+    more fails its job with MemoryError instead of pushing the machine into the OOM
+    killer. RLIMIT_DATA rather than RLIMIT_AS: it counts what the process can actually
+    write (heap, anonymous mappings, thread stacks) and not the address space that
+    glibc's per-thread arenas and the ML runtimes reserve without using, which grows with
+    the core count and would make a fixed RLIMIT_AS fail on big machines. Never raises
+    the limit above what the process already has."""
     if max_bytes <= 0:
         return
-    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    soft, hard = resource.getrlimit(resource.RLIMIT_DATA)
     cap = max_bytes if hard == resource.RLIM_INFINITY else min(max_bytes, hard)
     if soft == resource.RLIM_INFINITY or cap < soft:
-        resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
+        resource.setrlimit(resource.RLIMIT_DATA, (cap, hard))
 
 
 def wipe(secret: bytearray | None) -> None:

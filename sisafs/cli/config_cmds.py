@@ -17,7 +17,7 @@ from sisafs.cli.common import passphrase_args
 from sisafs.cli.keys_cmds import recovery_flag
 from sisafs.errors import SettingsError
 
-SCALARS = ("level", "look", "workers", "cache_mb", "max_image_mb")
+SCALARS = ("level", "look", "workers", "cache_mb", "max_image_mb", "max_image_mp")
 PREF_LISTS = ("priority", "always", "never")
 
 

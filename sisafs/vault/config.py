@@ -421,13 +421,17 @@ def validate_settings(settings: dict) -> None:
     # Optional settings, absent from DEFAULT_SETTINGS so that old configs re-save byte
     # for byte: max_image_mb (default 256): larger images stay encrypted whole, since a
     # job holds the whole image in memory.
-    known = set(DEFAULT_SETTINGS) | {"look", "directories", "executor", "max_image_mb"}
+    # max_image_mp (default 50): images that decode to more pixels stay encrypted whole
+    # (sisafs/formats/limits.py), since a small file can declare a huge canvas.
+    known = set(DEFAULT_SETTINGS) | {"look", "directories", "executor", "max_image_mb",
+                                     "max_image_mp"}
     unknown = sorted(set(settings) - known)
     if unknown:
         raise ValueError(f"unknown setting(s): {', '.join(unknown)}")
     _check_int("workers", settings.get("workers", 0), 0, 256)
     _check_int("cache_mb", settings.get("cache_mb", 256), 0, 1 << 20)
     _check_int("max_image_mb", settings.get("max_image_mb", 256), 1, 1 << 16)
+    _check_int("max_image_mp", settings.get("max_image_mp", 50), 1, 1000)
     _check_protection("", settings)
     if settings.get("executor") is not None:
         _check_executor(settings)
