@@ -132,6 +132,9 @@ def cmd_restore(args) -> int:
 
 
 def cmd_inspect(args) -> int:
+    """Without a key: what the public image shows anyway (format, path, boxes). With
+    --keyfile or --vault: also the original size, labels and scores, which version 2
+    records keep sealed."""
     from sisafs.formats import codec
     from sisafs.formats.errors import RecordError
 
@@ -140,25 +143,26 @@ def cmd_inspect(args) -> int:
     try:
         info = codec.inspect(data, key)
     except RecordError as e:
-        if key is not None and "sealed notes" in str(e):
-            raise AuthError(f"{args.file}: {e}") from None
-        raise InputError(f"{args.file}: {e}") from None
+        raise (AuthError if key is not None else InputError)(f"{args.file}: {e}") from None
     if args.json:
         print(json.dumps(info))
         return 0
+    size = info["original_size"]
     print(f"{args.file}: {info['format']}, {info['path']} path, record {info['record_bytes']} "
-          f"bytes, original {info['original_size']} bytes")
+          f"bytes, original {'sealed (give the key)' if size is None else f'{size} bytes'}")
     print(f"altered ({len(info['regions'])}):")
     for r in info["regions"]:
         shape = f" mask={r['mask_share']}" if r.get("mask_share", 1.0) < 1.0 else ""
-        print(f"  {r['label']:8s} {r['look']:8s} box={r['box']} score={r['score']}{shape}"
+        label, score = r.get("label", "sealed"), r.get("score", "sealed")
+        print(f"  {label:8s} {r['look']:8s} box={r['box']} score={score}{shape}"
               + (f"  why: {r['why']}" if r.get("why") else ""))
     if "kept" in info:
         print(f"kept as they are ({len(info['kept'])}):")
         for r in info["kept"]:
             print(f"  {r['label']:8s} box={r['box']} score={r['score']}  why: {r['why']}")
     else:
-        print("(regions kept as they are, and why, are sealed: give --keyfile or --vault)")
+        print("(labels, scores, the original size and the regions kept as they are are "
+              "sealed: give --keyfile or --vault)")
     return 0
 
 
@@ -200,11 +204,12 @@ def register(sub) -> None:
         passphrase_args(s)
         s.set_defaults(func=func)
 
-    s = sub.add_parser("inspect", help="format, path, regions altered and why; with a key, "
-                       "also the regions kept as they are and why")
+    s = sub.add_parser("inspect", help="format, path, boxes altered; with a key, also "
+                       "labels, scores, size and the regions kept as they are and why")
     s.add_argument("file")
     s.add_argument("--json", action="store_true")
-    s.add_argument("--keyfile", help="also open the sealed notes (regions kept, and why)")
+    s.add_argument("--keyfile", help="also open what the record seals (labels, scores, "
+                   "size, regions kept and why)")
     s.add_argument("--vault", help="as --keyfile, with the vault's key (asks its passphrase)")
     passphrase_args(s)
     s.set_defaults(func=cmd_inspect)

@@ -29,6 +29,7 @@ KEY_BYTES = 32
 # without a format version bump.
 PURPOSE_BLOCK = b"sisafs block file v1"
 PURPOSE_RECORD = b"sisafs restore record v1"
+PURPOSE_RECORD_SIZE = b"sisafs restore record size mask v2"
 PURPOSE_NOISE = b"sisafs region noise v1"
 PURPOSE_STATE = b"sisafs vault state v1"
 PURPOSE_HEADER_MAC = b"sisafs block header mac v1"
