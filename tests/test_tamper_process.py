@@ -19,7 +19,7 @@ import zlib
 
 import pytest
 from conftest import needs_fuse
-from helpers import PASSPHRASE, wait_for
+from helpers import PASSPHRASE, run, wait_for
 
 from sisafs import hygiene
 from sisafs.formats.limits import TooManyPixels, check_pixels
@@ -101,7 +101,10 @@ def test_harden_and_wipe_in_a_child():
 def test_mounted_daemon_is_hardened_and_bomb_stays_encrypted(vault, bomb):
     from sisafs.vault.config import VaultConfig
 
-    vault.mount("--workers", "1", "--debug")
+    res = run("mount", str(vault.dir), str(vault.mnt), "--passfile", str(vault.passfile),
+              "--workers", "1", "--debug")
+    assert "photos and keys stay on this machine: 1 local worker" in res.stderr
+    wait_for(lambda: os.path.ismount(vault.mnt), timeout=30, what="mount")
     try:
         pid = vault.daemon_pid()
         assert _limit(pid, "Max core file size") == ["0", "0"]

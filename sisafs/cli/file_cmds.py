@@ -75,6 +75,7 @@ def cmd_protect_tree(args) -> int:
     not be (unreadable, special files), 130 when interrupted (re-run to finish)."""
     import sys
 
+    from sisafs.hygiene import harden_process
     from sisafs.pipeline.executor import make_executor
     from sisafs.vault.bulk import exclusive_vault, protect_tree
     from sisafs.vault.keys import VaultKeys
@@ -90,6 +91,7 @@ def cmd_protect_tree(args) -> int:
     src, vault = Path(args.recursive), Path(args.vault)
     if not src.is_dir():
         raise InputError(f"{src}: not a directory")
+    harden_process()  # holds the keys and photos like the mount daemon does
     config, master = unlock(vault, args)
     check_settings(vault, config, master)
     keys = VaultKeys.from_master(master)
