@@ -224,3 +224,19 @@ def test_frozen_v2_config_loads_and_verifies(tmp_path):
     assert cfg.settings["directories"] == {"Family": {"level": 5}}
     info = json.loads(run("info", str(vault), "--json").stdout)
     assert info["config_version"] == 2 and info["settings_sealed"] is True
+
+
+def test_frozen_v1_vault_upgrades_and_checks_clean(tmp_path):
+    """The frozen v1 vault (tests/fixtures/vaults) is sealed by one command and its
+    data, untouched by the upgrade, still authenticates."""
+    vault = tmp_path / "v1"
+    shutil.copytree(FIXTURES / "vaults" / "v1", vault, symlinks=True)
+    passfile = tmp_path / "pass"
+    passfile.write_text("frozen fixture\n")
+    pw = ["--passfile", str(passfile)]
+    run("upgrade", str(vault), *pw)
+    res = run("fsck", str(vault), *pw, "--json")
+    assert json.loads(res.stdout)["protected"] == 2 and "not authenticated" not in res.stderr
+    _edit(vault, ATTACKS["level"])
+    res = run("fsck", str(vault), *pw, check=False)
+    assert res.returncode == EXIT_CONFIG and "level (sealed 3, file 1)" in res.stderr
