@@ -190,13 +190,20 @@ def test_frozen_v1_config_upgrades_and_is_then_sealed(tmp_path):
     assert json.loads((vault / "sisafs.conf").read_text())["version"] == 2
     assert "not authenticated" not in run("fsck", str(vault), *pw).stderr
     assert "already sealed" in run("upgrade", str(vault), *pw).stdout
-    # The old unsealed file put back over the upgraded one still opens (it is the
-    # user's own old config): documented in docs/threat-model.md. A stripped copy of the
-    # upgraded one does not.
+    # A stripped copy of the upgraded config does not open (the slot's AAD changed).
+    old = (FIXTURES / "config_v1" / "sisafs.conf").read_bytes()
     _edit(vault, lambda d: (d.update(version=1), d["feature_flags"].remove(FLAG_SEALED),
                             d.pop("settings_seal")))
     res = run("fsck", str(vault), *pw, check=False)
     assert res.returncode == EXIT_CONFIG and "without its seal" in res.stderr
+    # The pre-upgrade v1 file put back (a sync history, a backup) does open with its
+    # slot, but this machine saw the vault sealed: refused as a rollback.
+    (vault / "sisafs.conf").write_bytes(old)
+    for cmd in (["fsck", str(vault)], ["mount", str(vault), str(tmp_path)]):
+        res = run(*cmd, *pw, check=False)
+        assert res.returncode == EXIT_CONFIG and "now unsealed" in res.stderr, res.stderr
+    run("upgrade", str(vault), *pw)  # the way back, after a review
+    assert run("fsck", str(vault), *pw).returncode == 0
 
 
 def test_upgrade_replaces_a_recovery_key(tmp_path):

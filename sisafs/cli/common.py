@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from sisafs.errors import InputError, UsageError
+from sisafs.errors import ConfigError, InputError, UsageError
 
 
 def passphrase_args(p: argparse.ArgumentParser) -> None:
@@ -33,10 +33,20 @@ def check_settings(vault: Path, config, master: bytes) -> None:
     Every command that acts on the settings (mount, protect, fsck) calls this."""
     import sys
 
-    if not config.verify_settings(master):
-        print(f"sisafs: warning: the settings of {vault} are not authenticated (config "
-              f"version 1): anyone who can write {vault} can change them unnoticed. Seal "
-              f"them with: sisafs upgrade {vault}", file=sys.stderr)
+    from sisafs.vault import pins
+
+    if config.verify_settings(master):
+        pins.remember(master)
+        return
+    if pins.seen_sealed(master):
+        raise ConfigError(f"{vault}: this machine has opened this vault with sealed "
+                          "settings, but its sisafs.conf is now unsealed (version 1): an old "
+                          "copy put back, or tampering. Refusing it. Review the settings "
+                          f"('sisafs info {vault}'), then seal them again with 'sisafs "
+                          f"upgrade {vault}'.")
+    print(f"sisafs: warning: the settings of {vault} are not authenticated (config "
+          f"version 1): anyone who can write {vault} can change them unnoticed. Seal "
+          f"them with: sisafs upgrade {vault}", file=sys.stderr)
 
 
 def executor_destination(settings: dict, args):

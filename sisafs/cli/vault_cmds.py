@@ -14,6 +14,7 @@ from sisafs.errors import UsageError, VaultExistsError
 def cmd_init(args) -> int:
     from sisafs.crypto.keys import KdfParams
     from sisafs.hygiene import wipe
+    from sisafs.vault import pins
     from sisafs.vault.config import VaultConfig
     from sisafs.vault.passphrase import read_passphrase
 
@@ -33,6 +34,7 @@ def cmd_init(args) -> int:
     config.changed = ""  # a new vault: no key has changed yet
     vault.mkdir(mode=0o700, parents=True, exist_ok=True)
     config.save(vault)
+    pins.remember(master)
     print(f"Created vault {vault} (security level {args.level}). "
           f"Mount it with: mkdir -p MOUNTPOINT && sisafs mount {vault} MOUNTPOINT")
     print(f"See what each level does to your own photos first: sisafs preview PHOTO... "
@@ -47,6 +49,7 @@ def cmd_upgrade(args) -> int:
     """Seal the settings of a version 1 vault (one explicit step: an older sisafs can
     no longer open the vault afterwards, and a recovery key is replaced)."""
     from sisafs.hygiene import wipe
+    from sisafs.vault import pins
     from sisafs.vault.config import VaultConfig, locked
     from sisafs.vault.passphrase import read_passphrase
 
@@ -60,6 +63,7 @@ def cmd_upgrade(args) -> int:
         master = config.unlock(pw)
         recovery = config.upgrade(master, pw)
         config.save(vault)
+    pins.remember(master)
     wipe(pw)
     print(f"Sealed the settings of {vault} (config version 2): a change made behind "
           "sisafs's back now makes mount, protect and fsck refuse, and only 'sisafs "
