@@ -97,6 +97,20 @@ def test_harden_and_wipe_in_a_child():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+def test_memory_cap_turns_a_huge_allocation_into_memoryerror():
+    """The RLIMIT_DATA backstop: an allocation over the cap fails in Python, where the
+    job fails cleanly, instead of growing until the OOM killer picks a process."""
+    code = ("from sisafs import hygiene\n"
+            "hygiene.limit_memory(512 << 20)\n"
+            "try:\n"
+            "    bytearray(1 << 30)\n"
+            "except MemoryError:\n"
+            "    print('refused')\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "refused"
+
+
 @needs_fuse
 def test_mounted_daemon_is_hardened_and_bomb_stays_encrypted(vault, bomb):
     from sisafs.vault.config import VaultConfig
