@@ -188,6 +188,9 @@ class VaultConfig:
         if sealed is None:
             raise ConfigError("sisafs.conf: the settings seal does not authenticate "
                               "(edited, or copied from another vault); refusing the vault")
+        # Defaults fill both sides the same way, so a later sisafs that adds a default
+        # setting does not read every older seal as tampered.
+        sealed["settings"] = {**DEFAULT_SETTINGS, **sealed["settings"]}
         current = {"settings": self.settings, "flags": sorted(self.flags)}
         names = settings_seal.differences(sealed, current)
         if names:
