@@ -10,7 +10,6 @@ derived (sisafs.hygiene.wipe); a passfile is read straight into it.
 from __future__ import annotations
 
 import getpass
-import os
 import shlex
 import subprocess
 import sys
@@ -26,11 +25,20 @@ def _strip(raw: bytes | bytearray) -> bytearray:
 
 
 def _read_file(path: str) -> bytearray:
+    """The whole file (a pipe too: `--passfile <(pass show vault)`), at most 64 KiB, into
+    a bytearray; the work buffer is zeroed, so no second copy is left behind."""
+    work = bytearray(1 << 16)
+    view, n = memoryview(work), 0
     with open(path, "rb", buffering=0) as f:
-        buf = bytearray(min(os.fstat(f.fileno()).st_size, 1 << 16) or 4096)
-        n = f.readinto(buf) or 0
-    del buf[n:]
-    return buf
+        while n < len(work):
+            got = f.readinto(view[n:])
+            if not got:
+                break
+            n += got
+    out = bytearray(view[:n])
+    view.release()
+    work[:] = bytes(len(work))
+    return out
 
 
 def read_passphrase(passfile: str | None = None, extpass: str | None = None,
