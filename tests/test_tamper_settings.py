@@ -12,8 +12,9 @@ import shutil
 from pathlib import Path
 
 import pytest
-from helpers import PASSPHRASE, Vault, run
+from helpers import PASSPHRASE, run
 
+from sisafs.crypto.keys import KdfParams
 from sisafs.errors import ConfigError, UsageError
 from sisafs.pipeline.executor import ExecutorSpec, describe, require_consent
 from sisafs.vault.config import FLAG_SEALED, VaultConfig
@@ -25,11 +26,22 @@ V2_MASTER_SHA256 = "4fd00e20c947ef56fd9d43df452dda0bce4971d8ee6bebe164b1cd4eca79
 EXIT_CONFIG = ConfigError.exit_code  # 11
 
 
+class _CheapVault:
+    """What `sisafs init` writes, with the tests' cheap KDF: every command of this file
+    unlocks it, and a full Argon2id per command would dominate the run."""
+
+    def __init__(self, root: Path):
+        self.dir = root / "vault"
+        self.dir.mkdir(mode=0o700)
+        config, _ = VaultConfig.create(PASSPHRASE.encode(), KdfParams.new(cheap=True))
+        config.save(self.dir)
+
+
 @pytest.fixture(scope="module")
 def sealed(tmp_path_factory):
     """A fresh (sealed) vault and a source tree for protect -r; each test copies it."""
     root = tmp_path_factory.mktemp("sealed")
-    v = Vault(root)
+    v = _CheapVault(root)
     src = root / "src"
     src.mkdir()
     (src / "note.txt").write_text("hello\n")
