@@ -15,12 +15,10 @@ feature (key slots, per-directory settings) look absent.
 from __future__ import annotations
 
 import json
-import os
 from typing import Any
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
+from sisafs.crypto import seal as blob
+from sisafs.crypto.errors import AuthenticationFailed
 from sisafs.crypto.keys import PURPOSE_SETTINGS, subkey
 
 AAD = b"sisafs settings seal v1"
@@ -37,18 +35,16 @@ def canonical(settings: dict, flags: list[str]) -> bytes:
 
 
 def seal(settings: dict, flags: list[str], key: bytes) -> bytes:
-    nonce = os.urandom(12)
-    return nonce + AESGCM(key).encrypt(nonce, canonical(settings, flags), AAD)
+    return blob.seal(key, canonical(settings, flags), AAD)
 
 
-def open_seal(blob: bytes, key: bytes) -> dict | None:
+def open_seal(sealed: bytes, key: bytes) -> dict | None:
     """{"settings": ..., "flags": [...]} as last saved by sisafs, or None when the seal
     does not authenticate (edited, cut, or copied from another vault)."""
     try:
-        raw = AESGCM(key).decrypt(blob[:12], blob[12:], AAD)
-    except (InvalidTag, ValueError):
+        return json.loads(blob.unseal(key, sealed, AAD))
+    except AuthenticationFailed:
         return None
-    return json.loads(raw)
 
 
 def differences(sealed: Any, current: Any, prefix: str = "") -> list[str]:
