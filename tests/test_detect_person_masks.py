@@ -243,7 +243,7 @@ def test_cli_protect_then_inspect_json_shows_mask_shares(tmp_path: Path) -> None
     sisafs("keygen", str(key))
     sisafs("protect", str(CORPUS / "df_couple.jpg"), str(out), "--keyfile", str(key),
            "--level", "3")
-    info = json.loads(sisafs("inspect", "--json", str(out)))
+    info = json.loads(sisafs("inspect", "--json", str(out), "--keyfile", str(key)))
     shares = {r["label"]: r["mask_share"] for r in info["regions"]}
     assert shares[FACE] == 1.0 and shares[PERSON] < 0.95
     sisafs("restore", str(out), str(back), "--keyfile", str(key))

@@ -42,7 +42,7 @@ def test_frozen_v2_records_restore_and_seal_labels_scores_size(name, path):
     info = codec.inspect(protected)
     assert info["path"] == path and info["record_version"] == 2
     assert info["original_size"] is None
-    assert info["regions"] == [{"box": [24, 16, 48, 32], "look": "noise"}]
+    assert info["regions"] == [{"box": [24, 16, 48, 32], "look": "noise", "mask_share": 1.0}]
     blob, _ = codec.split(protected)[1:]
     for secret in (b'"face"', b"0.9", str(len(original)).encode(),
                    len(original).to_bytes(8, "big")):
@@ -50,7 +50,7 @@ def test_frozen_v2_records_restore_and_seal_labels_scores_size(name, path):
     keyed = codec.inspect(protected, FIXED_KEY)
     assert keyed["original_size"] == len(original)
     assert keyed["regions"] == [{"box": [24, 16, 48, 32], "look": "noise", "label": "face",
-                                 "score": 0.9}]
+                                 "score": 0.9, "mask_share": 1.0}]
     with pytest.raises(RecordError):
         codec.inspect(protected, os.urandom(32))
 

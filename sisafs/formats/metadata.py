@@ -54,8 +54,10 @@ def public_exif(exif: bytes | None) -> bytes | None:
     """The whitelisted part of an EXIF block, or None when nothing of it may show.
 
     Accepts a JPEG APP1 body (with the "Exif\\0\\0" header) or a bare TIFF block (PNG
-    eXIf, WebP, HEIC) and answers in the same form. Unparsable EXIF gives None: dropping
-    what we cannot read is the fail-closed choice, and the original stays in the record.
+    eXIf, HEIF items) and always answers with the header (what Pillow's `exif=` and the
+    JPEG/HEIF writers take; PNG strips it: png_meta.sanitize_exif). Unparsable EXIF gives
+    None: dropping what we cannot read is the fail-closed choice, and the original stays
+    in the record.
     """
     if not exif:
         return None
@@ -74,9 +76,7 @@ def public_exif(exif: bytes | None) -> bytes | None:
         dumped = piexif.dump(out)
     except Exception:
         return None
-    if not dumped.startswith(_HEADER):
-        dumped = _HEADER + dumped
-    return dumped[len(_HEADER):] if bare else dumped
+    return dumped if dumped.startswith(_HEADER) else _HEADER + dumped
 
 
 def has_gps_or_thumbnail(exif: bytes | None) -> tuple[bool, bool]:

@@ -30,7 +30,8 @@ DROP_CHUNK = "drop"
 def sanitize_exif(data: bytes) -> bytes | None:
     """eXIf payload reduced to the metadata whitelist (the same rule as JPEG's);
     None = drop it entirely."""
-    return public_exif(data)
+    clean = public_exif(data)
+    return clean[6:] if clean else None  # eXIf holds the TIFF block without "Exif\0\0"
 
 
 def policy(ctype: bytes, data: bytes) -> str | bytes:
