@@ -214,7 +214,7 @@ def test_png_alters_only_the_mask_pixels(name: str) -> None:
 def test_inspect_gives_each_region_a_mask_share_and_outline() -> None:
     data = (CORPUS / "df_couple.jpg").read_bytes()
     regions = list(detected("df_couple.jpg"))
-    info = codec.inspect(codec.protect(data, regions, "noise", KEY).data)
+    info = codec.inspect(codec.protect(data, regions, "noise", KEY).data, KEY)  # sealed labels
     by_label: dict[str, list[dict]] = {}
     for r in info["regions"]:
         by_label.setdefault(r["label"], []).append(r)

@@ -64,6 +64,7 @@ def _single_config(args):
 
     if args.vault and not args.keyfile:
         config, master = unlock(Path(args.vault), args)
+        check_settings(Path(args.vault), config, master)
         keys = VaultKeys.from_master(master)
         return worker_config(Path(args.vault), keys, config.settings, args.level)
     return WorkerConfig(image_key(args), args.level or 3, {})
