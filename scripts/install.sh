@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 
-APT_PKGS="fuse3 libfuse3-dev pkg-config gcc python3-dev gocryptfs libjpeg-turbo-progs chromium systemd libheif-examples"
+APT_PKGS="fuse3 libfuse3-dev pkg-config gcc python3-dev gocryptfs libjpeg-turbo-progs chromium systemd libheif-examples libimage-exiftool-perl"
 missing=""
 for p in $APT_PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then

@@ -12,6 +12,21 @@ needs_fuse = pytest.mark.skipif(
     reason="needs /dev/fuse and fusermount3 (apt install fuse3)")
 
 
+def pytest_configure(config):
+    """sisafs remembers, per machine, which vaults it saw with sealed settings
+    (sisafs/vault/pins.py, under $XDG_STATE_HOME): tests keep that out of the real home."""
+    import tempfile
+
+    os.environ["XDG_STATE_HOME"] = tempfile.mkdtemp(prefix="sisafs-test-state-")
+
+
+@pytest.fixture(autouse=True)
+def separate_machine_state(monkeypatch, tmp_path_factory):
+    """Each test is a fresh machine for the sealed-vault pins: a frozen fixture's vault
+    upgraded by one test must still open unsealed in the next."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("xdg-state")))
+
+
 @pytest.fixture
 def corpus():
     if not CORPUS.is_dir():

@@ -19,7 +19,21 @@ def sha256(path: os.PathLike | str) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
+PASSPHRASE_OPTIONS = ("--passfile", "--extpass")
+
+
+def _with_passfile(args: tuple[str, ...]) -> tuple[str, ...]:
+    """Changing settings needs the passphrase (they are sealed): `config VAULT ...` and
+    `upgrade VAULT` of a `Vault` below get its passfile unless the test gives one."""
+    if len(args) < 2 or args[0] not in ("config", "upgrade") \
+            or any(a in PASSPHRASE_OPTIONS for a in args):
+        return args
+    passfile = Path(args[1]).parent / "pass"
+    return (*args, "--passfile", str(passfile)) if passfile.is_file() else args
+
+
 def run(*args: str, check: bool = True, timeout: float = 300, **kw) -> subprocess.CompletedProcess:
+    args = _with_passfile(args)
     res = subprocess.run([*SISAFS, *args], capture_output=True, text=True, timeout=timeout, **kw)
     if check and res.returncode != 0:
         raise AssertionError(f"sisafs {' '.join(args)} exited {res.returncode}:\n"

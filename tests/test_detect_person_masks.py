@@ -214,7 +214,7 @@ def test_png_alters_only_the_mask_pixels(name: str) -> None:
 def test_inspect_gives_each_region_a_mask_share_and_outline() -> None:
     data = (CORPUS / "df_couple.jpg").read_bytes()
     regions = list(detected("df_couple.jpg"))
-    info = codec.inspect(codec.protect(data, regions, "noise", KEY).data)
+    info = codec.inspect(codec.protect(data, regions, "noise", KEY).data, KEY)  # sealed labels
     by_label: dict[str, list[dict]] = {}
     for r in info["regions"]:
         by_label.setdefault(r["label"], []).append(r)
@@ -243,7 +243,7 @@ def test_cli_protect_then_inspect_json_shows_mask_shares(tmp_path: Path) -> None
     sisafs("keygen", str(key))
     sisafs("protect", str(CORPUS / "df_couple.jpg"), str(out), "--keyfile", str(key),
            "--level", "3")
-    info = json.loads(sisafs("inspect", "--json", str(out)))
+    info = json.loads(sisafs("inspect", "--json", str(out), "--keyfile", str(key)))
     shares = {r["label"]: r["mask_share"] for r in info["regions"]}
     assert shares[FACE] == 1.0 and shares[PERSON] < 0.95
     sisafs("restore", str(out), str(back), "--keyfile", str(key))

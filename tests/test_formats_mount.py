@@ -34,11 +34,12 @@ def _wait_for_jobs(vault, seconds: float) -> None:
         time.sleep(2)
 
 
-def _check_backing(name: str, pub: bytes, original: bytes) -> dict:
-    """The backing file is a viewable image of the original's format and size."""
+def _check_backing(name: str, pub: bytes, original: bytes, key: bytes) -> dict:
+    """The backing file is a viewable image of the original's format and size (inspected
+    with the image key: labels are sealed in record version 2)."""
     heif_support.ensure()
     assert pub != original, name
-    info = codec.inspect(pub)
+    info = codec.inspect(pub, key)
     with Image.open(io.BytesIO(pub)) as im, Image.open(io.BytesIO(original)) as orig:
         assert im.format == orig.format == _PIL_FORMAT[info["format"]], name
         assert im.size == orig.size, name
@@ -54,13 +55,24 @@ def _check_backing(name: str, pub: bytes, original: bytes) -> dict:
     return info
 
 
+def _image_key(vault) -> bytes:
+    from helpers import PASSPHRASE
+
+    from sisafs.vault.config import VaultConfig
+    from sisafs.vault.keys import VaultKeys
+
+    master = VaultConfig.load(vault.dir).unlock(PASSPHRASE.encode())
+    return VaultKeys.from_master(master).image
+
+
 def _round_trip(vault, files: dict[str, bytes]) -> dict[str, dict]:
     vault.mount()
     for name, data in files.items():
         (vault.mnt / name).write_bytes(data)
     vault.unmount()
     backing = {p.name: p for p in vault.backing_files()}
-    infos = {name: _check_backing(name, backing[name].read_bytes(), data)
+    key = _image_key(vault)
+    infos = {name: _check_backing(name, backing[name].read_bytes(), data, key)
              for name, data in files.items()}
     vault.mount()
     try:
@@ -111,8 +123,10 @@ def test_every_corpus_heic_round_trips(vault, corpus, tmp_path):
     _wait_for_jobs(vault, 1800)  # 12 MP detection and x265 on a small shared machine
     vault.unmount()
     backing = {p.name: p for p in vault.backing_files()}
+    key = _image_key(vault)
     for src in heics:
-        info = _check_backing(src.name, backing[src.name].read_bytes(), src.read_bytes())
+        info = _check_backing(src.name, backing[src.name].read_bytes(), src.read_bytes(),
+                              key)
         assert info["format"] == "heif"
         # Every phone file is a tile grid: only the tiny single-image Sony file is not.
         assert info["path"] == ("fallback" if src.name.startswith("L_") else "selective")

@@ -30,6 +30,39 @@ def test_frozen_v1_records_still_restore(name, path):
     assert info["regions"][0]["box"] == [24, 16, 48, 32]
 
 
+@pytest.mark.parametrize("name,path", [("jpeg", "selective"), ("png", "selective"),
+                                       ("progressive", "fallback")])
+def test_frozen_v2_records_restore_and_seal_labels_scores_size(name, path):
+    """Version 2: without the key, inspect shows what the public image shows (format,
+    path, boxes, look); the size, labels and scores open with the key only."""
+    ext = "png" if name == "png" else "jpg"
+    protected = (FIXTURES / f"v2_{name}_protected.{ext}").read_bytes()
+    original = (FIXTURES / f"v1_{name}_original.{ext}").read_bytes()
+    assert codec.restore(protected, FIXED_KEY) == original
+    info = codec.inspect(protected)
+    assert info["path"] == path and info["record_version"] == 2
+    assert info["original_size"] is None
+    assert info["regions"] == [{"box": [24, 16, 48, 32], "look": "noise", "mask_share": 1.0}]
+    blob, _ = codec.split(protected)[1:]
+    for secret in (b'"face"', b"0.9", str(len(original)).encode(),
+                   len(original).to_bytes(8, "big")):
+        assert secret not in blob
+    keyed = codec.inspect(protected, FIXED_KEY)
+    assert keyed["original_size"] == len(original)
+    assert keyed["regions"] == [{"box": [24, 16, 48, 32], "look": "noise", "label": "face",
+                                 "score": 0.9, "mask_share": 1.0}]
+    with pytest.raises(RecordError):
+        codec.inspect(protected, os.urandom(32))
+
+
+def test_v1_records_are_still_written_for_old_readers_on_request():
+    key = os.urandom(32)
+    blob = record.seal(b"payload", key, path=0, fmt=1, original_size=7,
+                       public_without_record=b"pub", file_id=b"\1" * 16, version=1)
+    header, payload = record.open_(blob, key, b"pub")
+    assert header.version == 1 and header.original_size == 7 and payload == b"payload"
+
+
 def _sample(corpus) -> bytes:
     return (corpus / "dn_person.jpg").read_bytes()
 
@@ -80,14 +113,16 @@ def test_wrong_key_tamper_and_truncation_fail_closed(corpus):
         codec.restore(jpeg_container.embed_record(other_public, blob), key)
 
 
-def test_record_header_is_readable_without_key(corpus, tmp_path):
+def test_record_header_gives_the_size_with_the_key_only(corpus, tmp_path):
     data = _sample(corpus)
-    p = codec.protect(data, _regions(data), "noise", os.urandom(32)).data
+    key = os.urandom(32)
+    p = codec.protect(data, _regions(data), "noise", key).data
     f = tmp_path / "p.jpg"
     f.write_bytes(p)
     with open(f, "rb") as fh:
         header = codec.read_header(fh)
-    assert header is not None and header.original_size == len(data)
+    assert header is not None and header.original_size is None  # masked (version 2)
+    assert header.size(key) == len(data)  # what getattr computes: one HMAC, no decryption
     assert header.path_name == "selective" and header.format_name == "jpeg"
 
 

@@ -1,6 +1,6 @@
-"""Unit tier: every altered region says why in the record's clear manifest, which never
-names anyone; the regions kept as they are (an exempted person's face) and why are
-sealed, and only the image key opens them."""
+"""Unit tier: every altered region says why, and never names anyone; since record
+version 2 the reasons are sealed with the labels (they name them), as are the regions
+kept as they are (an exempted person's face) and why: only the image key opens them."""
 
 from __future__ import annotations
 
@@ -40,13 +40,15 @@ def test_manifest_says_why_and_sealed_notes_say_what_was_kept():
 
     public = codec.inspect(out)
     assert "kept" not in public
-    whys = {r["label"]: r["why"] for r in public["regions"]}
-    assert whys["face"] == "face: always altered"
-    assert whys["person"].startswith("person: ranked 1 by centre")
+    # Record version 2: the reasons name the labels, so they are sealed too.
+    assert all("why" not in r and "label" not in r for r in public["regions"])
 
     opened = codec.inspect(out, KEY)
+    whys = {r["label"]: r["why"] for r in opened["regions"]}
+    assert whys["face"] == "face: always altered"
+    assert whys["person"].startswith("person: ranked 1 by centre")
     why = sorted(r["why"] for r in opened["kept"])
     assert why == ["face of grandma: on the never list",
                    "text box mostly over a face: judged as the face instead"]
-    with pytest.raises(RecordError, match="do not open"):
+    with pytest.raises(RecordError, match="authentication"):
         codec.inspect(out, os.urandom(32))

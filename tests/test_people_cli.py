@@ -11,8 +11,6 @@ from conftest import needs_fuse
 from helpers import CORPUS, run
 from PIL import Image
 
-from sisafs.vault.config import VaultConfig
-
 
 def _face_box(name: str, index: int) -> list[int]:
     faces = json.loads((CORPUS / "faces.json").read_text())["images"][name]
@@ -51,9 +49,7 @@ def test_people_add_list_remove_sealed(vault, corpus):
 def test_never_protect_me_exempts_only_me(vault, corpus):
     pw = ["--vault", str(vault.dir), "--passfile", str(vault.passfile)]
     run("people", "add", *pw, "me", str(corpus / "df_img1_jolie.jpg"))
-    cfg = VaultConfig.load(vault.dir)
-    cfg.settings["preferences"] = {"never": ["me"]}
-    cfg.save(vault.dir)
+    run("config", str(vault.dir), "--never", "me")  # sealed settings: through sisafs
     vault.mount()
     shutil.copyfile(corpus / "df_couple.jpg", vault.mnt / "couple.jpg")
     vault.unmount()

@@ -36,7 +36,7 @@ def protected() -> bytes:
 
 
 def test_manifest_outline_reaches_the_thumbnail_and_the_html(protected: bytes) -> None:
-    info = codec.inspect(protected)
+    info = codec.inspect(protected, KEY)  # labels are sealed (record version 2)
     person, face = info["regions"]
     assert face["mask_share"] == 1.0 and "outline" not in face
     assert 0.7 < person["mask_share"] < 0.85  # an ellipse fills pi/4 of its box
@@ -55,7 +55,7 @@ def test_manifest_outline_reaches_the_thumbnail_and_the_html(protected: bytes) -
 
 
 def test_contact_sheet_draws_the_outline(protected: bytes) -> None:
-    info = codec.inspect(protected)
+    info = codec.inspect(protected, KEY)  # labels are sealed (record version 2)
     thumb = make_thumb(protected, 360, info["regions"][:1])
     drawn = np.asarray(thumb.outlined(), np.int16)
     colour = np.array(Image.new("RGB", (1, 1), LABEL_COLOURS[PERSON]).getpixel((0, 0)))

@@ -7,7 +7,7 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from sisafs.cli.common import passphrase_args, unlock
+from sisafs.cli.common import check_settings, passphrase_args, unlock
 from sisafs.errors import DamageFound
 
 
@@ -16,7 +16,8 @@ def cmd_fsck(args) -> int:
     from sisafs.vault.keys import VaultKeys
 
     vault = Path(args.vault)
-    _, master = unlock(vault, args)
+    config, master = unlock(vault, args)
+    check_settings(vault, config, master)
     show = (lambda rel: print(f"  checking {rel}", file=sys.stderr)) if args.verbose else None
     report = check_vault(str(vault.resolve()), VaultKeys.from_master(master), show)
     if args.json:

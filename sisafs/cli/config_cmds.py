@@ -2,7 +2,8 @@
 directory. Every change is validated as a whole before it is saved, so a typo is an
 error (exit 19) rather than a detector silently switched off.
 
-Settings are not secret (no passphrase needed) and take effect at the next mount.
+Settings are not secret: showing them needs no passphrase. Changing them does, because
+they are sealed (see sisafs/vault/settings_seal.py); they take effect at the next mount.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from sisafs.cli.common import passphrase_args
+from sisafs.cli.keys_cmds import recovery_flag
 from sisafs.errors import SettingsError
 
-SCALARS = ("level", "look", "workers", "cache_mb", "max_image_mb")
+SCALARS = ("level", "look", "workers", "cache_mb", "max_image_mb", "max_image_mp")
 PREF_LISTS = ("priority", "always", "never")
 
 
@@ -161,23 +163,54 @@ def check_enrolled(args) -> None:
                 f"sisafs people add {name} PHOTO --vault {args.vault}")
 
 
-def cmd_config(args) -> int:
+def _locked_change(vault: Path, args) -> tuple[dict, list[str]]:
+    """Unlock, then under the config lock: check the seal, apply, validate, save.
+
+    Changing settings needs the passphrase: the saved settings are sealed under a key
+    derived from the master key, which is what makes a change behind sisafs's back
+    visible (sisafs/vault/settings_seal.py)."""
+    from sisafs.cli.keys_cmds import unlock_vault
     from sisafs.vault.config import VaultConfig, locked, validate_settings
 
-    vault = Path(args.vault)
-    VaultConfig.load(vault)  # a clear "no such vault" before anything else
-    check_enrolled(args)
+    _, master = unlock_vault(vault, args)
     with locked(vault):
         config = VaultConfig.load(vault)
-        settings = copy.deepcopy(config.settings)
-        changes = apply_args(settings, args)
+        if args.restore_settings or args.accept_settings:
+            if not config.sealed:
+                raise SettingsError(f"the settings of {vault} are not sealed yet: "
+                                    f"sisafs upgrade {vault}")
+            if args.restore_settings:
+                settings = config.sealed_settings(master)
+                if settings is None:
+                    raise SettingsError("the settings seal does not authenticate: nothing "
+                                        "to restore; review the file and --accept-settings")
+                changes = ["restored the sealed settings"]
+            else:
+                settings, changes = config.settings, ["accepted the settings in the file"]
+            config.trust_settings(master)
+        else:
+            config.verify_settings(master)
+            settings = copy.deepcopy(config.settings)
+            changes = apply_args(settings, args)
         try:
             validate_settings(settings)
         except ValueError as e:
             raise SettingsError(f"refused, nothing saved: {e}") from None
-        if changes:
-            config.settings = settings
-            config.save(vault)
+        config.settings = settings
+        config.save(vault)
+    return settings, changes
+
+
+def cmd_config(args) -> int:
+    from sisafs.vault.config import VaultConfig
+
+    vault = Path(args.vault)
+    config = VaultConfig.load(vault)  # a clear "no such vault" before anything else
+    settings = copy.deepcopy(config.settings)
+    changes = apply_args(settings, args)  # usage errors before asking for a passphrase
+    if changes or args.restore_settings or args.accept_settings:
+        check_enrolled(args)
+        settings, changes = _locked_change(vault, args)
     if not changes:
         shown = settings
         if args.dir:
@@ -222,5 +255,12 @@ def register(sub) -> None:
     s.add_argument("--unset", action="append", default=[], metavar="KEY",
                    help="back to the default (or, with --dir, to the vault's value)")
     s.add_argument("--clear", action="store_true", help="with --dir: drop that override")
+    g = s.add_mutually_exclusive_group()
+    g.add_argument("--restore-settings", action="store_true",
+                   help="put back the settings as sisafs last sealed them (after a change "
+                   "behind sisafs's back made mount refuse)")
+    g.add_argument("--accept-settings", action="store_true",
+                   help="seal the settings now in sisafs.conf as they are (you reviewed them)")
     passphrase_args(s)
+    recovery_flag(s)
     s.set_defaults(func=cmd_config)

@@ -7,7 +7,14 @@ import json
 import os
 from pathlib import Path
 
-from sisafs.cli.common import image_key, passphrase_args, read_input, unlock
+from sisafs.cli.common import (
+    check_settings,
+    executor_destination,
+    image_key,
+    passphrase_args,
+    read_input,
+    unlock,
+)
 from sisafs.errors import AuthError, InputError, UsageError
 
 
@@ -57,6 +64,7 @@ def _single_config(args):
 
     if args.vault and not args.keyfile:
         config, master = unlock(Path(args.vault), args)
+        check_settings(Path(args.vault), config, master)
         keys = VaultKeys.from_master(master)
         return worker_config(Path(args.vault), keys, config.settings, args.level)
     return WorkerConfig(image_key(args), args.level or 3, {})
@@ -68,7 +76,8 @@ def cmd_protect_tree(args) -> int:
     not be (unreadable, special files), 130 when interrupted (re-run to finish)."""
     import sys
 
-    from sisafs.pipeline.executor import ExecutorSpec, make_executor
+    from sisafs.hygiene import harden_process
+    from sisafs.pipeline.executor import make_executor
     from sisafs.vault.bulk import exclusive_vault, protect_tree
     from sisafs.vault.keys import VaultKeys
     from sisafs.vault.session import Session, worker_config
@@ -83,10 +92,13 @@ def cmd_protect_tree(args) -> int:
     src, vault = Path(args.recursive), Path(args.vault)
     if not src.is_dir():
         raise InputError(f"{src}: not a directory")
+    harden_process()  # holds the keys and photos like the mount daemon does
     config, master = unlock(vault, args)
+    check_settings(vault, config, master)
     keys = VaultKeys.from_master(master)
-    spec = ExecutorSpec.from_settings(config.settings).override(
-        args.executor, args.ray_address, args.workers)
+    spec, destination = executor_destination(config.settings, args)
+    if not args.quiet:
+        print(f"sisafs: {destination}", file=sys.stderr)
     with exclusive_vault(vault):
         wcfg = worker_config(vault, keys, config.settings, args.level)
         session = Session.open(vault, master, config.settings,
@@ -123,6 +135,9 @@ def cmd_restore(args) -> int:
 
 
 def cmd_inspect(args) -> int:
+    """Without a key: what the public image shows anyway (format, path, boxes). With
+    --keyfile or --vault: also the original size, labels and scores, which version 2
+    records keep sealed."""
     from sisafs.formats import codec
     from sisafs.formats.errors import RecordError
 
@@ -131,25 +146,26 @@ def cmd_inspect(args) -> int:
     try:
         info = codec.inspect(data, key)
     except RecordError as e:
-        if key is not None and "sealed notes" in str(e):
-            raise AuthError(f"{args.file}: {e}") from None
-        raise InputError(f"{args.file}: {e}") from None
+        raise (AuthError if key is not None else InputError)(f"{args.file}: {e}") from None
     if args.json:
         print(json.dumps(info))
         return 0
+    size = info["original_size"]
     print(f"{args.file}: {info['format']}, {info['path']} path, record {info['record_bytes']} "
-          f"bytes, original {info['original_size']} bytes")
+          f"bytes, original {'sealed (give the key)' if size is None else f'{size} bytes'}")
     print(f"altered ({len(info['regions'])}):")
     for r in info["regions"]:
         shape = f" mask={r['mask_share']}" if r.get("mask_share", 1.0) < 1.0 else ""
-        print(f"  {r['label']:8s} {r['look']:8s} box={r['box']} score={r['score']}{shape}"
+        label, score = r.get("label", "sealed"), r.get("score", "sealed")
+        print(f"  {label:8s} {r['look']:8s} box={r['box']} score={score}{shape}"
               + (f"  why: {r['why']}" if r.get("why") else ""))
     if "kept" in info:
         print(f"kept as they are ({len(info['kept'])}):")
         for r in info["kept"]:
             print(f"  {r['label']:8s} box={r['box']} score={r['score']}  why: {r['why']}")
     else:
-        print("(regions kept as they are, and why, are sealed: give --keyfile or --vault)")
+        print("(labels, scores, the original size and the regions kept as they are are "
+              "sealed: give --keyfile or --vault)")
     return 0
 
 
@@ -191,11 +207,12 @@ def register(sub) -> None:
         passphrase_args(s)
         s.set_defaults(func=func)
 
-    s = sub.add_parser("inspect", help="format, path, regions altered and why; with a key, "
-                       "also the regions kept as they are and why")
+    s = sub.add_parser("inspect", help="format, path, boxes altered; with a key, also "
+                       "labels, scores, size and the regions kept as they are and why")
     s.add_argument("file")
     s.add_argument("--json", action="store_true")
-    s.add_argument("--keyfile", help="also open the sealed notes (regions kept, and why)")
+    s.add_argument("--keyfile", help="also open what the record seals (labels, scores, "
+                   "size, regions kept and why)")
     s.add_argument("--vault", help="as --keyfile, with the vault's key (asks its passphrase)")
     passphrase_args(s)
     s.set_defaults(func=cmd_inspect)

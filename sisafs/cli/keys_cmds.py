@@ -27,6 +27,7 @@ def unlock_vault(vault: Path, args, prompt: str = "Passphrase: ") -> tuple:
 
     A recovery key in a --passfile works without --recovery-key; the flag only changes
     the prompt and refuses to fall back to the (slow) passphrase slot."""
+    from sisafs.hygiene import wipe
     from sisafs.vault.config import VaultConfig
     from sisafs.vault.passphrase import read_passphrase
 
@@ -34,7 +35,10 @@ def unlock_vault(vault: Path, args, prompt: str = "Passphrase: ") -> tuple:
     recovery = bool(getattr(args, "recovery_key", False))
     secret = read_passphrase(args.passfile, args.extpass,
                              prompt="Recovery key: " if recovery else prompt)
-    return config, config.unlock(secret, recovery_only=recovery)
+    try:
+        return config, config.unlock(secret, recovery_only=recovery)
+    finally:
+        wipe(secret)
 
 
 def print_recovery_key(vault: Path, key: str) -> None:
@@ -43,6 +47,7 @@ def print_recovery_key(vault: Path, key: str) -> None:
 
 def cmd_passwd(args) -> int:
     from sisafs.crypto.keys import KdfParams
+    from sisafs.hygiene import wipe
     from sisafs.vault.config import locked
     from sisafs.vault.passphrase import read_passphrase
 
@@ -56,10 +61,12 @@ def cmd_passwd(args) -> int:
 
         # Re-read under the lock: keep what a concurrent `config` saved meanwhile.
         config = VaultConfig.load(vault)
+        config.verify_settings(master)  # never re-seal settings changed behind our back
         config.set_passphrase(master, new, kdf)
         if config.unlock(new) != master:  # never save a slot that does not open
             raise RuntimeError("the new key slot does not unwrap the master key")
         config.save(vault)
+    wipe(new)
     print(f"Changed the passphrase of {vault}; the old one no longer opens it. "
           "Running mounts keep working until unmounted.")
     return 0
@@ -77,6 +84,7 @@ def cmd_recovery(args) -> int:
     config, master = unlock_vault(vault, args)
     with locked(vault):
         config = VaultConfig.load(vault)
+        config.verify_settings(master)  # never re-seal settings changed behind our back
         if args.remove:
             if not config.remove_recovery():
                 raise UsageError(f"{vault} has no recovery key")
@@ -103,7 +111,8 @@ def vault_info(vault: Path) -> dict:
     kdf.pop("salt")
     s = config.settings
     return {
-        "vault": str(vault), "config_version": VERSION, "created": config.created,
+        "vault": str(vault), "config_version": VERSION if config.sealed else 1,
+        "settings_sealed": config.sealed, "created": config.created,
         "keys_changed": config.changed or None, "feature_flags": sorted(config.flags),
         "kdf": kdf, "key_slots": ["passphrase"] + [slot.kind for slot in config.slots],
         "level": s.get("level"), "look": s.get("look") or "by level",
@@ -121,7 +130,9 @@ def cmd_info(args) -> int:
         return 0
     kdf = ", ".join(f"{k}={v}" for k, v in info["kdf"].items())
     print(f"vault          {info['vault']}\n"
-          f"config         version {info['config_version']}, created {info['created']}"
+          f"config         version {info['config_version']}"
+          f" (settings {'sealed' if info['settings_sealed'] else 'NOT sealed: sisafs upgrade'})"
+          f", created {info['created']}"
           + (f", keys changed {info['keys_changed']}" if info["keys_changed"] else "") + "\n"
           f"feature flags  {' '.join(info['feature_flags'])}\n"
           f"kdf            {kdf}\n"

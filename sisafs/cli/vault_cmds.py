@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
-from sisafs.cli.common import passphrase_args
+from sisafs.cli.common import check_settings, executor_destination, passphrase_args
 from sisafs.cli.keys_cmds import print_recovery_key, recovery_flag, unlock_vault
 from sisafs.errors import UsageError, VaultExistsError
 
 
 def cmd_init(args) -> int:
     from sisafs.crypto.keys import KdfParams
+    from sisafs.hygiene import wipe
+    from sisafs.vault import pins
     from sisafs.vault.config import VaultConfig
     from sisafs.vault.passphrase import read_passphrase
 
@@ -25,17 +28,50 @@ def cmd_init(args) -> int:
     pw = read_passphrase(args.passfile, args.extpass, confirm=True,
                          prompt="New vault passphrase: ")
     config, master = VaultConfig.create(pw, KdfParams.new(args.kdf))
+    wipe(pw)
     config.settings["level"] = args.level
     recovery = config.add_recovery(master) if args.recovery else None
     config.changed = ""  # a new vault: no key has changed yet
     vault.mkdir(mode=0o700, parents=True, exist_ok=True)
     config.save(vault)
+    pins.remember(master)
     print(f"Created vault {vault} (security level {args.level}). "
           f"Mount it with: mkdir -p MOUNTPOINT && sisafs mount {vault} MOUNTPOINT")
     print(f"See what each level does to your own photos first: sisafs preview PHOTO... "
           f"(then sisafs config {vault} --level N)")
     if recovery:
         print()
+        print_recovery_key(vault, recovery)
+    return 0
+
+
+def cmd_upgrade(args) -> int:
+    """Seal the settings of a version 1 vault (one explicit step: an older sisafs can
+    no longer open the vault afterwards, and a recovery key is replaced)."""
+    from sisafs.hygiene import wipe
+    from sisafs.vault import pins
+    from sisafs.vault.config import VaultConfig, locked
+    from sisafs.vault.passphrase import read_passphrase
+
+    vault = Path(args.vault)
+    if VaultConfig.load(vault).sealed:
+        print(f"{vault}: settings already sealed (config version 2); nothing to do.")
+        return 0
+    pw = read_passphrase(args.passfile, args.extpass)
+    with locked(vault):
+        config = VaultConfig.load(vault)
+        master = config.unlock(pw)
+        recovery = config.upgrade(master, pw)
+        config.save(vault)
+    pins.remember(master)
+    wipe(pw)
+    print(f"Sealed the settings of {vault} (config version 2): a change made behind "
+          "sisafs's back now makes mount, protect and fsck refuse, and only 'sisafs "
+          "config' with the passphrase changes them. sisafs older than this one can no "
+          "longer open the vault.")
+    if recovery:
+        print("\nThe recovery key had to be replaced (a key slot cannot be re-sealed "
+              "without its key); the old one no longer opens the vault.")
         print_recovery_key(vault, recovery)
     return 0
 
@@ -49,13 +85,18 @@ def cmd_mount(args) -> int:
         serve,
         setup_logging,
     )
+    from sisafs.hygiene import harden_process
 
     vault, mp = Path(args.vault), Path(args.mountpoint)
     config, master = unlock_vault(vault, args)
+    check_settings(vault, config, master)
     check_mountpoint(mp)
     check_fuse()
+    _, destination = executor_destination(config.settings, args)
     opts = MountOptions(vault.resolve(), mp.resolve(), args.foreground, args.allow_other,
                         args.workers, args.debug, args.executor, args.ray_address)
+    print(f"sisafs: {destination}", file=sys.stderr)
+    harden_process()  # before daemonising: the fork inherits both settings
     if args.foreground:
         setup_logging(opts)
         serve(opts, master, config, lambda _: None)
@@ -110,6 +151,14 @@ def register(sub) -> None:
     passphrase_args(s)
     s.set_defaults(func=cmd_init)
 
+    s = sub.add_parser("upgrade", help="seal the settings of a version 1 vault",
+                       description="Convert a vault's config to version 2: settings are "
+                       "sealed under the master key, so a change behind sisafs's back "
+                       "makes mount, protect and fsck refuse (exit 11).")
+    s.add_argument("vault")
+    passphrase_args(s)
+    s.set_defaults(func=cmd_upgrade)
+
     s = sub.add_parser("mount", help="unlock a vault and mount it")
     s.add_argument("vault")
     s.add_argument("mountpoint")
@@ -118,8 +167,9 @@ def register(sub) -> None:
                    help="let other users see the protected images")
     s.add_argument("--workers", type=int, help="worker processes (default: CPU cores)")
     s.add_argument("--executor", choices=["local", "ray"],
-                   help="where photos are protected: local processes, or Ray actors "
-                        "(default: the vault config's executor, else local)")
+                   help="where photos are protected: local processes, or Ray actors; "
+                        "photos leave this process only with --executor ray given here "
+                        "(the vault config alone is not enough)")
     s.add_argument("--ray-address", metavar="ADDR",
                    help="head of a running Ray cluster (host:port, or 'auto')")
     s.add_argument("--debug", action="store_true")

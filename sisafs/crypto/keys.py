@@ -29,9 +29,11 @@ KEY_BYTES = 32
 # without a format version bump.
 PURPOSE_BLOCK = b"sisafs block file v1"
 PURPOSE_RECORD = b"sisafs restore record v1"
+PURPOSE_RECORD_SIZE = b"sisafs restore record size mask v2"
 PURPOSE_NOISE = b"sisafs region noise v1"
 PURPOSE_STATE = b"sisafs vault state v1"
 PURPOSE_HEADER_MAC = b"sisafs block header mac v1"
+PURPOSE_SETTINGS = b"sisafs settings seal v1"
 
 
 @dataclass(frozen=True)
@@ -89,17 +91,21 @@ class KdfParams:
 
 
 WRAP_AAD = b"sisafs master key v1"
+# Key slots of a vault whose settings are sealed use their own associated data: a config
+# stripped back to the unsealed layout then no longer opens with the same slot, so
+# removing the seal (a downgrade) cannot pass for a vault that never had one.
+WRAP_AAD_SEALED = b"sisafs master key v2 settings-sealed"
 
 
-def wrap_key(master: bytes, kek: bytes) -> bytes:
+def wrap_key(master: bytes, kek: bytes, aad: bytes = WRAP_AAD) -> bytes:
     """Encrypt the master key under a key-encryption key (nonce || ciphertext || tag)."""
     nonce = os.urandom(12)
-    return nonce + AESGCM(kek).encrypt(nonce, master, WRAP_AAD)
+    return nonce + AESGCM(kek).encrypt(nonce, master, aad)
 
 
-def unwrap_key(wrapped: bytes, kek: bytes) -> bytes:
+def unwrap_key(wrapped: bytes, kek: bytes, aad: bytes = WRAP_AAD) -> bytes:
     try:
-        return AESGCM(kek).decrypt(wrapped[:12], wrapped[12:], WRAP_AAD)
+        return AESGCM(kek).decrypt(wrapped[:12], wrapped[12:], aad)
     except InvalidTag:
         raise WrongPassphrase("wrong passphrase (the master key did not authenticate)") from None
 
@@ -137,13 +143,15 @@ def format_recovery_key(key: bytes) -> str:
     return "-".join(text[i : i + 4] for i in range(0, len(text), 4))
 
 
-def parse_recovery_key(text: str | bytes) -> bytes | None:
+def parse_recovery_key(text: str | bytes | bytearray) -> bytes | None:
     """The 32-byte key if `text` is a well-formed recovery key, else None.
 
     Spaces, dashes and case are ignored and the digits 0/1/8 read as O/I/B, so a key
     copied from paper still works; the checksum rejects anything else (including every
     ordinary passphrase, save with odds of 1 in 2^24)."""
-    if isinstance(text, bytes):
+    if isinstance(text, bytes | bytearray):
+        if not 56 <= len(text) <= 128:  # no copy of an ordinary passphrase
+            return None
         try:
             text = text.decode("ascii")
         except UnicodeDecodeError:

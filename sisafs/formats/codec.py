@@ -219,7 +219,7 @@ def restore(data: bytes, image_key: bytes) -> bytes:
             raise RecordError(f"selective restore failed: {e}") from None
     else:
         raise RecordError(f"unknown protection path {header.path}")
-    if len(original) != header.original_size:
+    if len(original) != header.size(image_key):
         raise RecordError("restored size does not match the record")
     return original
 
@@ -243,16 +243,25 @@ def read_header(f: BinaryIO) -> record.RecordHeader | None:
 
 
 def inspect(data: bytes, image_key: bytes | None = None) -> dict:
-    """What `sisafs inspect` prints: no secrets without a key; with the image key, also
-    the regions left as they are and why (RecordError if the key does not open them)."""
-    _, blob, _ = split(data)
+    """What `sisafs inspect` prints. Without a key: only what the public image shows
+    (format, path, record size, boxes, look and mask shape; version 1 records also show
+    their clear size, labels and scores). With the image key the record is opened and
+    authenticated (RecordError if it does not open), adding the original size, labels,
+    scores and the regions kept as they are and why."""
+    _, blob, public = split(data)
     header = record.parse_header(blob)
     manifest = header.manifest or {}
+    regions = [dict(r) for r in manifest.get("regions", [])]
     out = {"format": header.format_name, "path": header.path_name,
            "record_bytes": len(blob),
            "original_size": header.original_size, "record_version": header.version,
-           "regions": region_manifest.with_defaults(manifest.get("regions", []))}
+           "regions": regions}
     if image_key is not None:
+        opened, _ = record.open_(blob, image_key, public)
+        out["original_size"] = opened.size(image_key)
+        for r, p in zip(regions, (opened.private or {}).get("regions", []), strict=False):
+            r.update(p)
         sealed = manifest.get(notes.FIELD)
         out["kept"] = notes.open_kept(sealed, image_key, header.file_id) if sealed else []
+    out["regions"] = region_manifest.with_defaults(regions)
     return out

@@ -4,7 +4,8 @@ A whitelist, not a blacklist: a segment we do not know (a vendor APPn, a comment
 MPF index, XMP with face names and regions, a Photoshop block with IPTC captions and
 its own thumbnail) could carry the very content the alteration hides, so it leaves the
 public part and stays only in the restore payload. Kept: JFIF (without its thumbnail),
-EXIF (without GPS, thumbnail, maker notes: `metadata.public_exif`), ICC profiles (colour
+EXIF reduced to the whitelist of `metadata.public_exif` (orientation, colour,
+dimensions, capture date; no owner, serials, GPS, thumbnail...), ICC profiles (colour
 must stay right) and the Adobe segment (it says how to read CMYK/YCCK), plus every
 segment a decoder needs (tables, frame, scans, restart interval).
 """

@@ -1,7 +1,8 @@
 """Which PNG chunks the public file may show: metadata privacy for the selective codec.
 
 Fail closed: standard chunks that only describe how to display the pixels are kept,
-text and EXIF are cleaned, and anything we cannot vouch for (unknown private chunks,
+EXIF is reduced to the whitelist of sisafs/formats/metadata.py, text chunks (author,
+description, comments, XMP) are dropped, and anything we cannot vouch for (unknown private chunks,
 C2PA manifests with thumbnails, Apple's iDOT whose IDAT offsets no longer hold) is
 dropped from the public file. Every original byte still sits in the restore payload, so
 dropping costs nothing but the chunk's visibility.
@@ -9,17 +10,16 @@ dropping costs nothing but the chunk's visibility.
 
 from __future__ import annotations
 
-import piexif
-
 from sisafs.formats.errors import UnsupportedImage
+from sisafs.formats.metadata import public_exif
 
-# Display-only standard chunks that reveal nothing about the scene or its owner.
+# Display-only standard chunks that reveal nothing about the scene or its owner. tIME
+# (last modification) is not among them: like EXIF's ModifyDate it is not needed to
+# show the picture (sisafs/formats/metadata.py keeps only the capture date).
 KEEP = frozenset({b"PLTE", b"tRNS", b"cHRM", b"gAMA", b"iCCP", b"sBIT", b"sRGB", b"cICP",
                   b"mDCV", b"mDCv", b"cLLI", b"cLLi", b"bKGD", b"hIST", b"pHYs", b"sPLT",
-                  b"tIME", b"oFFs", b"pCAL", b"sCAL", b"sTER"})
+                  b"oFFs", b"pCAL", b"sCAL", b"sTER"})
 TEXT = frozenset({b"tEXt", b"zTXt", b"iTXt"})
-# Text keywords that name the software, not the scene, the people or the place.
-SAFE_TEXT_KEYWORDS = frozenset({b"Software"})
 ANIMATION = frozenset({b"acTL", b"fcTL", b"fdAT"})
 CRITICAL = frozenset({b"IHDR", b"PLTE", b"IDAT", b"IEND"})
 
@@ -28,21 +28,10 @@ DROP_CHUNK = "drop"
 
 
 def sanitize_exif(data: bytes) -> bytes | None:
-    """eXIf payload without GPS, thumbnail and maker notes; None = drop it entirely.
-
-    Maker notes are removed too because several vendors store full-size previews there.
-    """
-    try:
-        exif = piexif.load(b"Exif\x00\x00" + data)  # piexif wants a JPEG-style header
-        exif.pop("GPS", None)
-        exif.pop("1st", None)
-        exif.pop("thumbnail", None)
-        exif.get("Exif", {}).pop(piexif.ExifIFD.MakerNote, None)
-        exif.get("0th", {}).pop(piexif.ImageIFD.GPSTag, None)
-        dumped = piexif.dump(exif)
-    except Exception:  # piexif raises bare ValueError/KeyError/struct.error on odd files
-        return None
-    return dumped[6:] if dumped.startswith(b"Exif\x00\x00") else dumped
+    """eXIf payload reduced to the metadata whitelist (the same rule as JPEG's);
+    None = drop it entirely."""
+    clean = public_exif(data)
+    return clean[6:] if clean else None  # eXIf holds the TIFF block without "Exif\0\0"
 
 
 def policy(ctype: bytes, data: bytes) -> str | bytes:
@@ -53,9 +42,8 @@ def policy(ctype: bytes, data: bytes) -> str | bytes:
         return KEEP_CHUNK
     if not ctype[0:1].islower():
         raise UnsupportedImage(f"unknown critical PNG chunk {ctype!r}")
-    if ctype in TEXT:
-        keyword = data.split(b"\x00", 1)[0]
-        return KEEP_CHUNK if keyword in SAFE_TEXT_KEYWORDS else DROP_CHUNK
+    if ctype in TEXT:  # Author, Description, Comment, XMP...: none is needed to view
+        return DROP_CHUNK
     if ctype == b"eXIf":
         clean = sanitize_exif(data)
         if clean is None:

@@ -17,28 +17,38 @@ Layout (big-endian), version 1:
 2 = PNG, 3 = WebP, 4 = AVIF, 5 = HEIF/HEIC (3 to 5 came later without a version change:
 the layout is the same, and an older reader already refuses a file whose container it
 does not sniff). The header is in the clear because `getattr` needs the original size
-without decrypting megabytes; the size is also visible from the public file, roughly. The
-manifest is authenticated but not encrypted: it lists what was altered (label, box,
-score, look), which anyone can see in the public pixels anyway, so `sisafs inspect`
-works without a key. Identities of recognised people are never put in it.
+without decrypting megabytes. In version 1 the manifest, authenticated but not
+encrypted, lists label, box, score and look of every altered region.
+
+Version 2 (written today) shows without a key only what the public image already shows:
+- the original size field is masked (XOR with 8 bytes of HMAC-SHA256 under a per-file
+  subkey, `PURPOSE_RECORD_SIZE`): `getattr` unmasks it with the image key at the cost
+  of one HMAC, nobody else learns the exact size;
+- the clear manifest keeps the boxes and the look only (anyone sees where the picture
+  was altered);
+- labels, scores and the size travel inside the ciphertext, in a private manifest
+  before the payload: plaintext = private length u32 | private manifest JSON | payload.
+Identities of recognised people are never put in either manifest.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import os
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from sisafs.crypto.keys import PURPOSE_RECORD, subkey
+from sisafs.crypto.keys import PURPOSE_RECORD, PURPOSE_RECORD_SIZE, subkey
 from sisafs.formats.errors import RecordError
 
 MAGIC = b"SISAR"
-VERSION = 1
+VERSION = 2
+SUPPORTED = (1, 2)
 PATH_FALLBACK = 0
 PATH_SELECTIVE = 1
 PATH_NAMES = {PATH_FALLBACK: "fallback", PATH_SELECTIVE: "selective"}
@@ -63,8 +73,21 @@ class RecordHeader:
     path: int
     format: int
     file_id: bytes
-    original_size: int
+    size_field: int  # version 1: the original size; version 2: masked (see size())
     manifest: dict | None = None
+    private: dict | None = None  # version 2, after open_: labels, scores, size
+
+    @property
+    def original_size(self) -> int | None:
+        """The size without a key: known for version 1 records only."""
+        return self.size_field if self.version == 1 else None
+
+    def size(self, image_key: bytes) -> int:
+        """The original size (version 2: unmasked with the image key; not authenticated
+        until the record is opened, like the version 1 field)."""
+        if self.version == 1:
+            return self.size_field
+        return self.size_field ^ _size_mask(image_key, self.file_id)
 
     @property
     def path_name(self) -> str:
@@ -75,11 +98,16 @@ class RecordHeader:
         return FORMAT_NAMES.get(self.format, f"unknown({self.format})")
 
 
+def _size_mask(image_key: bytes, file_id: bytes) -> int:
+    key = subkey(image_key, PURPOSE_RECORD_SIZE, salt=file_id)
+    return int.from_bytes(hmac.digest(key, b"original size", "sha256")[:8], "big")
+
+
 def parse_header(blob: bytes) -> RecordHeader:
     if len(blob) < HEADER_SIZE or blob[:5] != MAGIC:
         raise RecordError("restore record: bad magic or truncated header")
     _, version, path, fmt, file_id, size, _ = _HEAD.unpack(blob[:HEADER_SIZE])
-    if version != VERSION:
+    if version not in SUPPORTED:
         raise RecordError(f"restore record version {version} is not supported")
     manifest = None
     if len(blob) >= HEADER_SIZE + _LEN.size:
@@ -104,17 +132,45 @@ def _split(blob: bytes) -> tuple[bytes, bytes]:
     return blob[:cut], blob[cut:]
 
 
+# What a region entry may not show without a key: what was detected, how sure, and why
+# it was altered (the reason names the label). Box, look and mask outline stay public:
+# the public pixels show them anyway.
+PRIVATE_REGION_KEYS = ("label", "score", "why")
+
+
+def split_manifest(manifest: dict | None) -> tuple[dict, dict]:
+    """(public part, private part) of a manifest; region entries stay in the same order
+    so the two halves zip back together. Top-level fields other than "regions" (already
+    sealed notes) stay public."""
+    manifest = dict(manifest or {})
+    regions = manifest.pop("regions", [])
+    public = {**manifest, "regions": [{k: v for k, v in r.items()
+                                       if k not in PRIVATE_REGION_KEYS} for r in regions]}
+    private = {"regions": [{k: r[k] for k in PRIVATE_REGION_KEYS if k in r}
+                           for r in regions]}
+    return public, private
+
+
 def seal(payload: bytes, image_key: bytes, *, path: int, fmt: int, original_size: int,
-         public_without_record: bytes, file_id: bytes, manifest: dict | None = None
-         ) -> bytes:
-    """Seal a payload into a record blob bound to the public bytes it will live in."""
+         public_without_record: bytes, file_id: bytes, manifest: dict | None = None,
+         version: int = VERSION) -> bytes:
+    """Seal a payload into a record blob bound to the public bytes it will live in.
+    `version` 1 is kept for tests of old readers only."""
     nonce = os.urandom(12)
-    header = _HEAD.pack(MAGIC, VERSION, path, fmt, file_id, original_size, nonce)
-    raw = json.dumps(manifest or {}, separators=(",", ":")).encode()
+    if version == 1:
+        size_field, public, plain = original_size, manifest or {}, payload
+    else:
+        size_field = original_size ^ _size_mask(image_key, file_id)
+        public, private = split_manifest(manifest)
+        private["original_size"] = original_size
+        raw_private = json.dumps(private, separators=(",", ":")).encode()
+        plain = _LEN.pack(len(raw_private)) + raw_private + payload
+    header = _HEAD.pack(MAGIC, version, path, fmt, file_id, size_field, nonce)
+    raw = json.dumps(public, separators=(",", ":")).encode()
     clear = header + _LEN.pack(len(raw)) + raw
     key = subkey(image_key, PURPOSE_RECORD, salt=file_id)
     digest = hashlib.sha256(public_without_record).digest()
-    return clear + AESGCM(key).encrypt(nonce, payload, clear + digest)
+    return clear + AESGCM(key).encrypt(nonce, plain, clear + digest)
 
 
 def open_(blob: bytes, image_key: bytes, public_without_record: bytes
@@ -130,4 +186,13 @@ def open_(blob: bytes, image_key: bytes, public_without_record: bytes
     except InvalidTag:
         raise RecordError("restore record failed authentication (tampered, truncated, "
                           "or another vault's key)") from None
-    return header, payload
+    if header.version == 1:
+        return header, payload
+    (n,) = _LEN.unpack_from(payload, 0)
+    try:
+        private = json.loads(payload[_LEN.size : _LEN.size + n])
+    except ValueError:
+        raise RecordError("restore record: unreadable private manifest") from None
+    if private.get("original_size") != header.size(image_key):
+        raise RecordError("restore record: masked size does not match")
+    return replace(header, private=private), payload[_LEN.size + n :]

@@ -15,6 +15,12 @@ waits on disk, encrypted (staged block files, or the source tree in bulk mode).
 Choosing: ``settings["executor"]`` in the vault config, e.g.
 ``{"kind": "ray", "address": "10.0.0.5:6379", "workers": 8}``, overridden by
 ``--executor`` / ``--ray-address`` / ``--workers`` on the command line.
+
+Consent: photos (and, with ``remote: protect``, the image and state keys) leave this
+process only for an executor named on the command line of that run: the config alone
+may tune a Ray executor (workers, GPUs, detect-only) but cannot send anything anywhere
+(`require_consent`). Someone who can write the backing directory could otherwise point
+every new photo at a cluster they run.
 """
 
 from __future__ import annotations
@@ -109,7 +115,7 @@ class ExecutorSpec:
         """Command-line options win over the vault config."""
         spec = self
         if kind is not None and kind != spec.kind:
-            spec = replace(spec, kind=kind, workers=0)
+            spec = replace(spec, kind=kind, workers=0, address=None)
         if address is not None:
             if spec.kind != "ray":
                 raise UsageError("--ray-address needs --executor ray "
@@ -120,6 +126,41 @@ class ExecutorSpec:
                 raise UsageError("--workers must be at least 1")
             spec = replace(spec, workers=workers)
         return spec
+
+
+def require_consent(spec: ExecutorSpec, kind: str | None, address: str | None) -> None:
+    """Refuse a Ray executor, or a cluster address, that only the vault config names.
+
+    `spec` is the final choice (config overridden by the command line); `kind` and
+    `address` are what the command line itself said."""
+    if spec.kind == "ray" and kind != "ray":
+        where = spec.address or "a Ray instance started on this machine"
+        raise UsageError(f"the vault config asks for the ray executor ({where}): photos "
+                         "would leave this process. Say so on the command line: "
+                         "--executor ray" + (f" --ray-address {spec.address}"
+                                             if spec.address else "")
+                         + " (or --executor local)")
+    if spec.address is not None and address is None:
+        raise UsageError(f"the vault config names the Ray cluster {spec.address}: give it on "
+                         f"the command line (--ray-address {spec.address}) to send photos "
+                         "there")
+
+
+def describe(spec: ExecutorSpec) -> str:
+    """Where photos and keys go, in one line for the user (mount and bulk print it)."""
+    if spec.kind == "local":
+        n = spec.workers or os.cpu_count() or 1
+        return (f"photos and keys stay on this machine: {n} local worker process(es) of "
+                "this user")
+    place = (f"the Ray cluster at {spec.address}" if spec.address not in (None, "auto")
+             else "the Ray instance on this machine" if spec.address == "auto"
+             else "a private Ray instance started on this machine")
+    if spec.remote == "detect":
+        return (f"original photos (every byte) and the enrolled people's face embeddings "
+                f"go to {place} for detection; the image and state keys stay in this "
+                "process")
+    return (f"original photos, the image key and the state key go to {place} "
+            "(remote=protect; executor.remote=detect keeps the keys here)")
 
 
 def make_executor(config: WorkerConfig, spec: ExecutorSpec) -> Executor:

@@ -24,7 +24,14 @@ log = logging.getLogger(__name__)
 
 def _init_process(config: WorkerConfig) -> None:
     """Ctrl-C is for the parent: it stops submitting and lets running photos finish
-    (bulk mode), instead of every worker dying mid-photo with a traceback."""
+    (bulk mode), instead of every worker dying mid-photo with a traceback.
+
+    A worker holds the image key and photos in clear: no core dumps, not dumpable
+    (exec reset what the parent set), and a bound on its memory (sisafs/hygiene.py)."""
+    from sisafs.hygiene import harden_process, limit_memory
+
+    harden_process()
+    limit_memory(config.memory_limit)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     init_worker(config)
 

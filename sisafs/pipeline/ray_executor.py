@@ -45,6 +45,9 @@ class ProtectActor:
     """One Ray actor: a worker process with its own detector stack (see worker.py)."""
 
     def __init__(self, config: WorkerConfig) -> None:
+        from sisafs.hygiene import harden_process
+
+        harden_process()  # it may hold the image key: no core dumps of it
         worker.init_worker(config)
 
     def warm_up(self) -> int:

@@ -23,6 +23,7 @@ from PIL import Image
 from sisafs.formats import codec, heif_support
 from sisafs.formats.errors import UnsupportedImage
 from sisafs.formats.fallback import MAX_PIXELS
+from sisafs.formats.limits import DEFAULT_MAX_MP, check_pixels
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,17 @@ class WorkerConfig:
     people_plain: bool = False
     look: str | None = None  # None: the level's look (sisafs.rank.look_for_level)
     directories: dict = field(default_factory=dict)  # per-directory overrides
+    # Checked from the header before decoding (sisafs.formats.limits).
+    max_pixels: int = DEFAULT_MAX_MP * 1_000_000
+
+    @property
+    def memory_limit(self) -> int:
+        """Bytes of writable memory a worker process may map (RLIMIT_DATA): the models
+        and the runtime (about 0.6 GB measured) plus about 60 bytes per allowed pixel
+        (measured: 5.1 GB for 88 MP), with room to spare. A backstop for what the
+        pixel limit misses (a decoder's own buffers, a leak): the job fails, the worker
+        is replaced, the image stays encrypted whole."""
+        return (2 << 30) + 96 * self.max_pixels
 
     def for_path(self, relpath: str) -> dict:
         """Level, look, detectors and preferences for one file (per-directory overrides
@@ -147,6 +159,7 @@ def detect_regions(data: bytes, relpath: str = "") -> tuple[list, int, int, dict
     assert _config is not None, "init_worker was not called"
     if codec.sniff(data[:16]) is None:
         raise UnsupportedImage("not an image format sisafs protects")
+    check_pixels(data, _config.max_pixels)  # from the header, before any decoding
     eff = _config.for_path(relpath)
     img = decode_for_detection(data)
     return _get_stack(eff["detectors"]).detect(img), img.width, img.height, eff

@@ -3,8 +3,9 @@ holders) its original.
 
 Works on a vault directory or on a mount: a mount names its vault through the control
 file and adds each path's queue state (pending, failed). Nothing here needs the key
-except restoring originals: region positions and labels are in the clear record header,
-which is exactly what the threat model says the backing directory reveals.
+except restoring originals and, for version 2 records, labels and scores: region boxes are
+in the clear record header, which is exactly what the threat model says the backing
+directory reveals (the public pixels show them anyway).
 """
 
 from __future__ import annotations
@@ -124,16 +125,19 @@ def _levels(entry: Entry, original: bytes, config, side: int) -> Thumb | None:
         return None
 
 
-def _kept(entry: Entry, data: bytes, image_key: bytes | None) -> list[dict]:
+def _inspect(data: bytes, image_key: bytes | None) -> dict:
+    """The record's clear part, and with the key its sealed labels and scores (a record
+    that does not open is reported by the restore of the original, not here)."""
     from sisafs.formats import codec
     from sisafs.formats.errors import RecordError
 
-    if image_key is None:
-        return []
-    try:
-        return list(codec.inspect(data, image_key).get("kept", []))
-    except RecordError:
-        return []  # the restore reports the wrong key
+    info = codec.inspect(data)
+    if image_key is not None:
+        try:
+            info = codec.inspect(data, image_key)
+        except RecordError:
+            pass
+    return info
 
 
 def collect(target: Path, image_key: bytes | None = None, originals_from_mount: bool = True,
@@ -158,14 +162,16 @@ def collect(target: Path, image_key: bytes | None = None, originals_from_mount: 
         entry = Entry(rel, len(data), "encrypted", level, states.get(rel, ""))
         if codec.sniff(data[:16]) is not None:
             try:
-                info = codec.inspect(data)
+                info = _inspect(data, image_key)
             except RecordError:
                 entry.kind = "image-unprotected"
                 entry.note = "an image without a restore record: not written through sisafs?"
             else:
                 entry.kind, entry.format, entry.path = "protected", info["format"], info["path"]
-                entry.regions = list(info["regions"])
-                entry.kept = _kept(entry, data, image_key)
+                # Version 2 records seal labels and scores: without the key, boxes only.
+                entry.regions = [{"label": "region", "score": "sealed", **r}
+                                 for r in info["regions"]]
+                entry.kept = list(info.get("kept", []))
                 original = _original(entry, data, image_key,
                                      mountpoint if originals_from_mount else None)
                 if original is not None:

@@ -112,10 +112,10 @@ def make_thumb(data: bytes, side: int, regions: list[dict] | None = None) -> Thu
     boxes, outlines = [], []
     for r in regions or []:
         ox, oy, ow, oh = orient_box(r["box"], full_w, full_h, orientation)
-        boxes.append((r["label"], [round(ox * scale), round(oy * scale),
+        boxes.append((r.get("label", "region"), [round(ox * scale), round(oy * scale),
                                    max(1, round(ow * scale)), max(1, round(oh * scale))]))
         if r.get("outline"):
-            outlines.append((r["label"], [
+            outlines.append((r.get("label", "region"), [
                 [[round(c * scale) for c in orient_point(px, py, full_w, full_h, orientation)]
                  for px, py in poly] for poly in r["outline"]]))
     return Thumb(im, boxes, outlines)

@@ -13,6 +13,14 @@ the same master key: changing a passphrase rewrites one slot and no data.
 Settings that change how images are protected and that an older sisafs would silently
 ignore (a `look`, per-directory overrides) add the "settings-v2" flag for the same reason:
 ignoring them would weaken protection without anyone noticing.
+
+Sealed settings (config version 2, flag "settings-sealed-v1"): the settings and flags are
+also stored sealed under a subkey of the master key (sisafs/vault/settings_seal.py), and
+the key slots are wrapped with their own associated data, so neither a hand edit nor a
+downgrade to the unsealed layout goes unnoticed. `verify_settings(master)` is what
+mount, protect and fsck call; a config can only be saved sealed by code that verified it
+first (or created or upgraded it), so no command launders a tampered file by re-saving.
+Version 1 configs still load and work (with a warning) until `sisafs upgrade`.
 """
 
 from __future__ import annotations
@@ -31,6 +39,8 @@ from typing import Any
 
 from sisafs.crypto.errors import WrongPassphrase
 from sisafs.crypto.keys import (
+    WRAP_AAD,
+    WRAP_AAD_SEALED,
     KdfParams,
     new_recovery_key,
     parse_recovery_key,
@@ -40,14 +50,17 @@ from sisafs.crypto.keys import (
 )
 from sisafs.errors import ConfigError, WrongPassphraseError
 from sisafs.pipeline.settings import effective_settings  # noqa: F401  (re-exported)
+from sisafs.vault import settings_seal
 from sisafs.vault.layout import CONFIG_NAME
 
 FORMAT = "sisafs-vault"
-VERSION = 1
+VERSION = 2  # written when the settings are sealed; 1 (unsealed) still loads
+SUPPORTED_VERSIONS = (1, 2)
 FLAG_KEY_SLOTS = "key-slots-v1"
 FLAG_SETTINGS_V2 = "settings-v2"
+FLAG_SEALED = "settings-sealed-v1"
 KNOWN_FLAGS = frozenset({"block-file-v1", "restore-record-v1", "kdf-argon2id", "kdf-scrypt",
-                         "people-store-v1", FLAG_KEY_SLOTS, FLAG_SETTINGS_V2})
+                         "people-store-v1", FLAG_KEY_SLOTS, FLAG_SETTINGS_V2, FLAG_SEALED})
 DEFAULT_SETTINGS: dict = {
     "level": 3,
     "workers": 0,  # 0 = one per CPU core
@@ -95,6 +108,17 @@ class VaultConfig:
     created: str = ""
     slots: list[KeySlot] = field(default_factory=list)
     changed: str = ""  # when a key slot was last rewritten (passwd, recovery)
+    seal: bytes = b""  # settings_seal.seal(settings, flags) of a sealed config
+    # Set only by create/verify_settings/upgrade: what save() seals with.
+    _seal_key: bytes | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def sealed(self) -> bool:
+        return FLAG_SEALED in self.flags
+
+    @property
+    def _aad(self) -> bytes:
+        return WRAP_AAD_SEALED if self.sealed else WRAP_AAD
 
     @staticmethod
     def path(vault: Path) -> Path:
@@ -105,8 +129,10 @@ class VaultConfig:
         """A new config with a fresh random master key; returns (config, master key)."""
         master = os.urandom(32)
         flags = ["block-file-v1", "restore-record-v1", "people-store-v1",
-                 f"kdf-{kdf.algorithm}"]
-        cfg = cls(kdf, wrap_key(master, kdf.derive(passphrase)), flags, created=_now())
+                 f"kdf-{kdf.algorithm}", FLAG_SEALED]
+        cfg = cls(kdf, wrap_key(master, kdf.derive(passphrase), WRAP_AAD_SEALED), flags,
+                  created=_now())
+        cfg._seal_key = settings_seal.seal_key(master)
         return cfg, master
 
     # -- key slots -------------------------------------------------------------------
@@ -118,9 +144,11 @@ class VaultConfig:
         recovery = parse_recovery_key(passphrase)
         if recovery is not None:
             for slot in self.slots:
+                kek = recovery_kek(recovery, slot.salt)
                 try:
-                    return unwrap_key(slot.wrapped_key, recovery_kek(recovery, slot.salt))
+                    return unwrap_key(slot.wrapped_key, kek, self._aad)
                 except WrongPassphrase:
+                    self._refuse_downgrade(slot.wrapped_key, kek)
                     continue
         if recovery_only:
             if recovery is None:
@@ -128,16 +156,86 @@ class VaultConfig:
                                            "characters; check for a typo)")
             raise WrongPassphraseError("wrong recovery key (it is well formed, but not "
                                        "this vault's)")
+        kek = self.kdf.derive(passphrase)
         try:
-            return unwrap_key(self.wrapped_key, self.kdf.derive(passphrase))
+            return unwrap_key(self.wrapped_key, kek, self._aad)
         except WrongPassphrase as e:
+            self._refuse_downgrade(self.wrapped_key, kek)
             raise WrongPassphraseError(str(e)) from None
+
+    def _refuse_downgrade(self, wrapped: bytes, kek: bytes) -> None:
+        """An unsealed config whose slot opens only as a sealed one was stripped of its
+        seal behind sisafs's back: say so instead of "wrong passphrase"."""
+        if self.sealed:
+            return
+        try:
+            unwrap_key(wrapped, kek, WRAP_AAD_SEALED)
+        except WrongPassphrase:
+            return
+        raise ConfigError("sisafs.conf: this vault's settings were sealed, but the config "
+                          "has been rewritten without its seal (tampered or replaced by an "
+                          "old copy); refusing it")
+
+    # -- sealed settings -------------------------------------------------------------
+    def verify_settings(self, master: bytes) -> bool:
+        """Check the clear settings against the sealed copy; ConfigError naming every
+        field changed behind sisafs's back. False for an unsealed (version 1) config,
+        which has nothing to check against (the caller warns: `sisafs upgrade`)."""
+        if not self.sealed:
+            return False
+        key = settings_seal.seal_key(master)
+        sealed = settings_seal.open_seal(self.seal, key) if self.seal else None
+        if sealed is None:
+            raise ConfigError("sisafs.conf: the settings seal does not authenticate "
+                              "(edited, or copied from another vault); refusing the vault")
+        # Defaults fill both sides the same way, so a later sisafs that adds a default
+        # setting does not read every older seal as tampered.
+        sealed["settings"] = {**DEFAULT_SETTINGS, **sealed["settings"]}
+        current = {"settings": self.settings, "flags": sorted(self.flags)}
+        names = settings_seal.differences(sealed, current)
+        if names:
+            raise ConfigError(
+                "sisafs.conf: settings changed behind sisafs's back: "
+                + settings_seal.describe(sealed, current, names)
+                + ". Refusing the vault. Put the sealed values back with 'sisafs config "
+                "VAULT --restore-settings', or keep the file's with --accept-settings.")
+        self._seal_key = key
+        return True
+
+    def sealed_settings(self, master: bytes) -> dict | None:
+        """The settings as sisafs last saved them (for --restore-settings)."""
+        sealed = settings_seal.open_seal(self.seal, settings_seal.seal_key(master))
+        return None if sealed is None else sealed["settings"]
+
+    def trust_settings(self, master: bytes) -> None:
+        """Accept the file's settings as they are (the user reviewed them): the next
+        save seals them. Only `sisafs config --accept-settings` and upgrade call this."""
+        self._seal_key = settings_seal.seal_key(master)
+
+    def upgrade(self, master: bytes, passphrase: bytes) -> str | None:
+        """Seal an unsealed config: re-wrap the passphrase slot with the sealed associated
+        data and seal the settings. A recovery slot cannot be re-wrapped without its key,
+        so it is replaced: returns the new recovery key (or None) to show once."""
+        if self.sealed:
+            raise ConfigError("the settings of this vault are already sealed")
+        kek = self.kdf.derive(passphrase)
+        try:
+            if unwrap_key(self.wrapped_key, kek) != master:
+                raise WrongPassphrase("the passphrase slot holds another key")
+        except WrongPassphrase:
+            raise WrongPassphraseError("upgrade needs the passphrase itself (the recovery "
+                                       "key cannot re-wrap the passphrase slot)") from None
+        self.flags.append(FLAG_SEALED)
+        self.wrapped_key = wrap_key(master, kek, WRAP_AAD_SEALED)
+        self.trust_settings(master)
+        return self.add_recovery(master) if self.has_recovery else None
 
     def set_passphrase(self, master: bytes, passphrase: bytes, kdf: KdfParams) -> None:
         """Re-wrap the master key under a new passphrase (fresh salt); nothing else."""
         self.flags = [f for f in self.flags if not f.startswith("kdf-")]
-        self.flags.append(f"kdf-{kdf.algorithm}")
-        self.kdf, self.wrapped_key = kdf, wrap_key(master, kdf.derive(passphrase))
+        at = 3 if len(self.flags) >= 3 else len(self.flags)  # where create() puts it
+        self.flags.insert(at, f"kdf-{kdf.algorithm}")
+        self.kdf, self.wrapped_key = kdf, wrap_key(master, kdf.derive(passphrase), self._aad)
         self.changed = _now()
 
     def add_recovery(self, master: bytes) -> str:
@@ -146,8 +244,8 @@ class VaultConfig:
 
         key, salt = new_recovery_key(), os.urandom(16)
         self.slots = [s for s in self.slots if s.kind != "recovery"]
-        self.slots.append(KeySlot("recovery", salt, wrap_key(master, recovery_kek(key, salt)),
-                                  _now()))
+        self.slots.append(KeySlot("recovery", salt,
+                                  wrap_key(master, recovery_kek(key, salt), self._aad), _now()))
         self.changed = _now()
         self._sync_flags()
         return format_recovery_key(key)
@@ -177,7 +275,8 @@ class VaultConfig:
     def to_json(self) -> str:
         self._sync_flags()
         d: dict[str, Any] = {
-            "format": FORMAT, "version": VERSION, "feature_flags": self.flags,
+            "format": FORMAT, "version": VERSION if self.sealed else 1,
+            "feature_flags": self.flags,
             "created": self.created, "kdf": self.kdf.to_dict(),
             "wrapped_key": base64.b64encode(self.wrapped_key).decode(),
         }
@@ -186,6 +285,11 @@ class VaultConfig:
         if self.changed:
             d["keys_changed"] = self.changed
         d["settings"] = self.settings
+        if self.sealed:
+            if self._seal_key is None:
+                raise RuntimeError("saving sealed settings that were never verified")
+            self.seal = settings_seal.seal(self.settings, self.flags, self._seal_key)
+            d["settings_seal"] = base64.b64encode(self.seal).decode()
         return json.dumps(d, indent=2) + "\n"
 
     @classmethod
@@ -204,9 +308,9 @@ class VaultConfig:
             d = json.loads(raw)
             if d.get("format") != FORMAT:
                 raise ConfigError(f"{p}: not a sisafs vault config")
-            if d.get("version") != VERSION:
+            if d.get("version") not in SUPPORTED_VERSIONS:
                 raise ConfigError(f"{p}: config version {d.get('version')} is not supported "
-                                  f"by this sisafs (supports {VERSION})")
+                                  f"by this sisafs (supports 1 to {VERSION})")
             flags = list(d["feature_flags"])
             unknown = sorted(set(flags) - KNOWN_FLAGS)
             if unknown:
@@ -214,11 +318,16 @@ class VaultConfig:
                                   "needs a newer sisafs; refusing to touch it")
             if "key_slots" in d and FLAG_KEY_SLOTS not in flags:
                 raise ConfigError(f"{p}: key_slots without the {FLAG_KEY_SLOTS} flag")
+            if (d["version"] == 2) != (FLAG_SEALED in flags) or \
+                    ("settings_seal" in d) != (FLAG_SEALED in flags):
+                raise ConfigError(f"{p}: version {d['version']}, the {FLAG_SEALED} flag and "
+                                  "the settings seal do not agree (tampered?)")
             settings = dict(DEFAULT_SETTINGS)
             settings.update(d.get("settings") or {})
             slots = [KeySlot.from_dict(s) for s in d.get("key_slots", [])]
             return cls(KdfParams.from_dict(d["kdf"]), base64.b64decode(d["wrapped_key"]),
-                       flags, settings, d.get("created", ""), slots, d.get("keys_changed", ""))
+                       flags, settings, d.get("created", ""), slots, d.get("keys_changed", ""),
+                       base64.b64decode(d.get("settings_seal", "")))
         except ConfigError:
             raise
         except (ValueError, KeyError, TypeError) as e:
@@ -315,13 +424,17 @@ def validate_settings(settings: dict) -> None:
     # Optional settings, absent from DEFAULT_SETTINGS so that old configs re-save byte
     # for byte: max_image_mb (default 256): larger images stay encrypted whole, since a
     # job holds the whole image in memory.
-    known = set(DEFAULT_SETTINGS) | {"look", "directories", "executor", "max_image_mb"}
+    # max_image_mp (default 50): images that decode to more pixels stay encrypted whole
+    # (sisafs/formats/limits.py), since a small file can declare a huge canvas.
+    known = set(DEFAULT_SETTINGS) | {"look", "directories", "executor", "max_image_mb",
+                                     "max_image_mp"}
     unknown = sorted(set(settings) - known)
     if unknown:
         raise ValueError(f"unknown setting(s): {', '.join(unknown)}")
     _check_int("workers", settings.get("workers", 0), 0, 256)
     _check_int("cache_mb", settings.get("cache_mb", 256), 0, 1 << 20)
     _check_int("max_image_mb", settings.get("max_image_mb", 256), 1, 1 << 16)
+    _check_int("max_image_mp", settings.get("max_image_mp", 50), 1, 1000)
     _check_protection("", settings)
     if settings.get("executor") is not None:
         _check_executor(settings)

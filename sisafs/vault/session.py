@@ -30,7 +30,8 @@ def worker_config(root: str | os.PathLike, keys: VaultKeys, settings: dict,
                         dict(settings.get("preferences") or {}),
                         people.read_bytes() if people.exists() else None, keys.state,
                         look=None if level else settings.get("look"),
-                        directories=dict(settings.get("directories") or {}))
+                        directories=dict(settings.get("directories") or {}),
+                        max_pixels=int(settings.get("max_image_mp", 50)) * 1_000_000)
 
 
 @dataclass

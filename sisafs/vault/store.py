@@ -74,7 +74,7 @@ def probe_fd(fd: int, keys: VaultKeys) -> Probe:
         with os.fdopen(os.dup(fd), "rb") as f:
             header = codec.read_header(f)
         if header is not None:
-            return Probe(Kind.PROTECTED, header.original_size, 0, header.path_name,
+            return Probe(Kind.PROTECTED, header.size(keys.image), 0, header.path_name,
                          header.file_id)
     return Probe(Kind.FOREIGN, os.fstat(fd).st_size)
 
