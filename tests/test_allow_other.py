@@ -87,3 +87,13 @@ def test_other_user_may_drop_new_files_but_not_read_them_back(shared):
     assert read_as_user(v.mnt / "dropped.txt")[0] == errno.EACCES
     assert (v.mnt / "dropped.txt").read_bytes() == b"from another user"
     assert (v.dir / "dropped.txt").read_bytes()[:5] == b"SISAB"
+
+
+def test_other_user_cannot_read_the_status(shared):
+    """The status names every file and its state: the mounting user's and root's only."""
+    v, _ = shared
+    assert "paths" in v.status()  # the owner (root here) reads it
+
+    def read_status() -> None:
+        os.getxattr(".sisafs-control", "user.sisafs.status")
+    assert as_user(read_status, v.mnt) == errno.EACCES
