@@ -120,8 +120,8 @@ def _bulk(v: Vault, src: Path, *extra: str) -> dict:
     return json.loads(res.stdout)
 
 
-def _read_back(v: Vault, want: dict[str, str]) -> dict[str, str]:
-    v.mount()
+def _read_back(v: Vault, want: dict[str, str], *mount_args: str) -> dict[str, str]:
+    v.mount(*mount_args)
     try:
         return {rel: sha256(v.mnt / rel) for rel in want}
     finally:
@@ -177,16 +177,14 @@ def test_ray_mount_reads_back_exact(ray_cluster, corpus, tmp_path):
 
 @needs_fuse
 def test_ray_detect_only_from_vault_config(ray_cluster, corpus, tmp_path):
-    """executor chosen in the vault config; actors only detect, the key stays here."""
-    from sisafs.vault.config import VaultConfig
-
+    """detect-only mode chosen in the (sealed) vault config, the cluster consented to on
+    the command line (issue 10); actors only detect, the key stays here."""
     v = _vault(tmp_path / "d")
-    cfg = VaultConfig.load(v.dir)
-    cfg.settings["executor"] = {"kind": "ray", "address": ray_cluster, "remote": "detect",
-                                "workers": 2}
-    cfg.save(v.dir)
+    for kv in ("executor.kind=ray", f"executor.address={ray_cluster}",
+               "executor.remote=detect", "executor.workers=2"):
+        run("config", str(v.dir), "--set", kv)
     src = tmp_path / "src"
     want = _tree(src, corpus_images()[:4])
-    s = _bulk(v, src)
+    s = _bulk(v, src, "--executor", "ray", "--ray-address", ray_cluster)
     assert s["protected"] == 4 and sum(s["failed"].values()) == 1
-    assert _read_back(v, want) == want
+    assert _read_back(v, want, "--executor", "local") == want

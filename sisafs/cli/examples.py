@@ -26,6 +26,10 @@ EXAMPLES: dict[str, list[tuple[str, str]]] = {
         ("sisafs status ~/Photos --watch", "a live view with the rate and an ETA"),
         ("sisafs status ~/Photos --json | jq .failed", "for scripts"),
     ],
+    "upgrade": [
+        ("sisafs upgrade ~/Photos.vault", "seal the settings of a vault made by an older "
+         "version, so a hand edit of sisafs.conf is refused; asks for the passphrase"),
+    ],
     "keygen": [
         ("sisafs keygen key.bin", "a new random 256-bit key file, mode 0600"),
     ],
