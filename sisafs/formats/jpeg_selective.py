@@ -25,6 +25,7 @@ Edits are sorted and do not overlap; the public bytes between them are original 
 
 from __future__ import annotations
 
+import functools
 import struct
 from collections.abc import Sequence
 
@@ -199,11 +200,13 @@ def _span_edit(data: bytes, layout: Layout, scan: Scan, pub: list[np.ndarray],
                ) -> tuple[Edit, int]:
     """The edit that re-encodes MCUs a..e-1, and the end MCU it really covers."""
     tail = e == interval_end
-    blocks = mcu_blocks(layout.frame, scan, a, e)
-    m_of = [m for m in range(a, e) for _ in range(len(blocks) // (e - a))]
-    coefs = np.stack([pub[k][r, c] for _, k, r, c in blocks]).astype(np.int16)
-    fixed = np.array([not flags[m] for m in m_of], np.uint8)
-    slots = bytes(j for j, *_ in blocks)
+    slot, comp, rows, cols = mcu_blocks(layout.frame, scan, a, e)
+    fixed = np.repeat(~flags[a:e], len(slot) // (e - a)).astype(np.uint8)
+    coefs = np.empty((len(slot), 64), np.int16)
+    picks = [(k, slot == j) for j, k in enumerate(scan.comps)]
+    for k, sel in picks:
+        coefs[sel] = pub[k][rows[sel], cols[sel]]
+    slots = slot.astype(np.uint8).tobytes()
     dcs = tuple(scan.dc_tables[d] for d in scan.dc_ids)
     acs = tuple(scan.ac_tables[t] for t in scan.ac_ids)
     preds = tuple(int(p) for p in scan.mcu_preds[a, : len(scan.comps)])
@@ -222,8 +225,8 @@ def _span_edit(data: bytes, layout: Layout, scan: Scan, pub: list[np.ndarray],
             # No spare coefficient gives the right length: run to the interval's end.
             return _span_edit(data, layout, scan, pub, flags, a, interval_end,
                               interval_end, iv)
-    for (_, k, r, c), blk in zip(blocks, coefs, strict=True):
-        pub[k][r, c] = blk  # what the public file now holds (legalised values)
+    for k, sel in picks:
+        pub[k][rows[sel], cols[sel]] = coefs[sel]  # what the public file now holds
     v = (data[off_s] >> (8 - ph_s)) if ph_s else 0
     v = (v << nbits) | (int.from_bytes(bits, "big") >> (len(bits) * 8 - nbits))
     total = ph_s + nbits
@@ -256,13 +259,16 @@ def _encode(coefs: np.ndarray, slots: bytes, fixed: np.ndarray, dcs: tuple, acs:
 _XS = np.arange(-1024, 1024)  # DC values the altered blocks may take
 
 
+@functools.lru_cache(maxsize=16)
 def _codable(table: bytes) -> np.ndarray:
     """Bool per DC difference -2047..2047: does the table have a code for its size?"""
     cats = np.zeros(16, bool)
     cats[[s for s in table[16 : 16 + sum(table[:16])] if s <= 11]] = True
     d = np.abs(np.arange(-2047, 2048))
     size = np.where(d == 0, 0, np.floor(np.log2(np.maximum(d, 1))).astype(int) + 1)
-    return cats[size]
+    out = cats[size]
+    out.flags.writeable = False  # cached and shared between spans
+    return out
 
 
 def _landing_sets(codable: np.ndarray, f: int, n: int) -> list[np.ndarray | None]:
@@ -298,7 +304,9 @@ def _plan_dc(coefs: np.ndarray, slots: bytes, fixed: np.ndarray, dcs: tuple,
     DCs walk towards the next original DC in steps the table can code."""
     for j in range(len(preds)):
         codable = _codable(dcs[j])
-        idx = [i for i, slot in enumerate(slots) if slot == j]
+        if codable.all():
+            continue  # every DC difference has a code (standard tables): nothing to plan
+        idx = np.flatnonzero(np.frombuffer(slots, np.uint8) == j).tolist()
         p, n = preds[j], 0
         while n < len(idx):
             if fixed[idx[n]]:
