@@ -37,6 +37,7 @@ from sisafs.formats.errors import FormatError, RecordError, UnsupportedImage
 from sisafs.formats.jpeg_privacy import public_segment
 from sisafs.formats.jpeg_structure import Layout, Scan, mcu_blocks, parse
 from sisafs.regions import Region
+from sisafs.stagecost import stage
 
 MAGIC = b"SJPS"
 VERSION = 1
@@ -55,19 +56,22 @@ def protect(data: bytes, regions: Sequence[Region], look: str, image_key: bytes,
     if look not in jpeg_looks.LOOKS:
         raise ValueError(f"unknown look {look!r}")
     try:
-        layout = parse(data)
+        with stage("decode scans"):
+            layout = parse(data)
         _refuse_records(data, layout)
-        noise_key = subkey(image_key, PURPOSE_NOISE, salt=file_id)
-        pub_coefs, altered = jpeg_looks.apply(layout, regions, look, noise_key)
-        edits = _header_edits(data, layout)
-        for scan in layout.scans:
-            edits += _scan_edits(data, layout, scan, pub_coefs, altered)
-        edits.sort(key=lambda e: e[0])
-        public, payload = _assemble(data, edits)
-        if restore(public, payload, image_key, file_id) != data:
-            raise UnsupportedImage("selective JPEG restore did not reproduce the input")
-        if VERIFY_PUBLIC:
-            _verify_public(public, layout, pub_coefs)
+        with stage("alter"):
+            noise_key = subkey(image_key, PURPOSE_NOISE, salt=file_id)
+            pub_coefs, altered = jpeg_looks.apply(layout, regions, look, noise_key)
+            edits = _header_edits(data, layout)
+            for scan in layout.scans:
+                edits += _scan_edits(data, layout, scan, pub_coefs, altered)
+            edits.sort(key=lambda e: e[0])
+            public, payload = _assemble(data, edits)
+        with stage("self-check"):
+            if restore(public, payload, image_key, file_id) != data:
+                raise UnsupportedImage("selective JPEG restore did not reproduce the input")
+            if VERIFY_PUBLIC:
+                _verify_public(public, layout, pub_coefs)
     except FormatError:
         raise
     except (ValueError, LookupError, IndexError, OverflowError, MemoryError) as e:

@@ -17,15 +17,23 @@ import threading
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
-from sisafs.pipeline.worker import JobResult, WorkerConfig, init_worker, protect_image
+from sisafs.pipeline.worker import (
+    JobResult,
+    WorkerConfig,
+    init_worker,
+    protect_image,
+    settle_process,
+)
 
 log = logging.getLogger(__name__)
 
 
 def _init_process(config: WorkerConfig) -> None:
     """Ctrl-C is for the parent: it stops submitting and lets running photos finish
-    (bulk mode), instead of every worker dying mid-photo with a traceback."""
+    (bulk mode), instead of every worker dying mid-photo with a traceback. Workers run
+    at idle CPU priority (worker.settle_process) so the writer never starves."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    settle_process()
     init_worker(config)
 
 

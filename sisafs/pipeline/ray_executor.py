@@ -45,6 +45,7 @@ class ProtectActor:
     """One Ray actor: a worker process with its own detector stack (see worker.py)."""
 
     def __init__(self, config: WorkerConfig) -> None:
+        worker.settle_process()  # idle CPU priority, as the local pool's workers
         worker.init_worker(config)
 
     def warm_up(self) -> int:
