@@ -161,17 +161,21 @@ def _scan_altered(layout: Layout, scan: Scan, altered: np.ndarray) -> np.ndarray
 
 
 def _spans(flags: np.ndarray, per: int) -> list[tuple[int, int, int]]:
-    """(first MCU, end MCU exclusive, restart interval) of each span to re-encode."""
+    """(first MCU, end MCU exclusive, restart interval) of each span to re-encode.
+
+    A span runs from an altered MCU through the unaltered one after it; altered MCUs at
+    most one apart share a span; a span never crosses a restart interval."""
     n = len(flags)
     idx = np.flatnonzero(flags)
-    spans: list[list[int]] = []
-    for m in idx.tolist():
-        iv = m // per
-        if spans and spans[-1][2] == iv and m <= spans[-1][1]:
-            spans[-1][1] = max(spans[-1][1], min(m + 2, (iv + 1) * per, n))
-        else:
-            spans.append([m, min(m + 2, (iv + 1) * per, n), iv])
-    return [(a, e, iv) for a, e, iv in spans]
+    if not len(idx):
+        return []
+    iv = idx // per
+    first = np.ones(len(idx), bool)
+    first[1:] = (np.diff(idx) > 2) | (np.diff(iv) != 0)
+    starts = np.flatnonzero(first)
+    lasts = np.append(starts[1:] - 1, len(idx) - 1)
+    ends = np.minimum(np.minimum(idx[lasts] + 2, (iv[lasts] + 1) * per), n)
+    return list(zip(idx[starts].tolist(), ends.tolist(), iv[starts].tolist(), strict=True))
 
 
 def _scan_edits(data: bytes, layout: Layout, scan: Scan, pub: list[np.ndarray],
@@ -353,22 +357,10 @@ def _pad_bits(coefs: np.ndarray, slots: bytes, fixed: np.ndarray, dcs: tuple, ac
             continue
         tried += 1
         j = slots[i]
-        blk = coefs[i]
-        nz = np.flatnonzero(blk[1:])
-        last = int(nz[-1]) + 1 if len(nz) else 0
-        base = _jpegcodec.block_bits(blk.tobytes(), dcs[j], acs[j])
-        if base < 0:
-            continue
-        options: dict[int, int] = {}
-        for q in range(63, last, -1):
-            trial = blk.copy()
-            trial[q] = 1
-            bits = _jpegcodec.block_bits(trial.tobytes(), dcs[j], acs[j])
-            if bits >= 0:
-                options.setdefault((bits - base) % 8, q)
+        options = _pad_options(coefs[i, 1:].tobytes(), dcs[j], acs[j])
         new = dict(reach)
         for r0, path in reach.items():
-            for d, q in options.items():
+            for d, q in options:
                 new.setdefault((r0 + d) % 8, path + [(i, q)])
         reach = new
         if need in reach:
@@ -376,6 +368,28 @@ def _pad_bits(coefs: np.ndarray, slots: bytes, fixed: np.ndarray, dcs: tuple, ac
                 coefs[bi, q] = 1
             return True
     return False
+
+
+@functools.lru_cache(maxsize=4096)
+def _pad_options(ac_part: bytes, dc: bytes, ac: bytes) -> tuple[tuple[int, int], ...]:
+    """(extra bits mod 8, coefficient index) a +1 past the block's last non-zero AC
+    term can add. The answer depends on the AC terms only, and altered blocks repeat
+    them (every noise block has none), so it is cached."""
+    blk = np.zeros(64, np.int16)
+    blk[1:] = np.frombuffer(ac_part, np.int16)
+    nz = np.flatnonzero(blk[1:])
+    last = int(nz[-1]) + 1 if len(nz) else 0
+    base = _jpegcodec.block_bits(blk.tobytes(), dc, ac)
+    if base < 0:
+        return ()
+    options: dict[int, int] = {}
+    for q in range(63, last, -1):
+        trial = blk.copy()
+        trial[q] = 1
+        bits = _jpegcodec.block_bits(trial.tobytes(), dc, ac)
+        if bits >= 0:
+            options.setdefault((bits - base) % 8, q)
+    return tuple(options.items())
 
 
 def _verify_public(public: bytes, layout: Layout, pub_coefs: list[np.ndarray]) -> None:
