@@ -133,10 +133,11 @@ def _blur(block, q, cell, key, ci, origin):
 
 
 def _noise(block, q, cell, key, ci, origin):
-    """Keyed noise (AES-256-CTR) in the DC coefficients only: every MCU becomes a flat
-    square of random brightness and colour, keyed by position, so the same file and key
-    give the same noise. Nothing of the content survives (all AC terms are zero), and
-    flat MCUs cost a few bits each: noise in the AC terms tripled file sizes."""
+    """Keyed noise (AES-256-CTR) in the DC coefficients only: every cell (`noise_cell`
+    MCUs square) becomes a flat square of random brightness and colour, keyed by
+    position, so the same file and key give the same noise. Nothing of the content
+    survives (all AC terms are zero), and flat blocks cost a few bits each: noise in the
+    AC terms tripled file sizes."""
     h, w = block.shape[:2]
     cy, cx = cell
     gh, gw = -(-h // cy), -(-w // cx)
