@@ -34,6 +34,17 @@ REPO = Path(__file__).resolve().parents[1]
 METRICS = [("copy-in", "copy_s"), ("first read", "first_read_s"), ("cached read", "cached_s")]
 
 
+class SisafsNormalPriority(Sisafs):
+    """sisafs with its workers left at normal CPU priority (the A/B of --ab-priority)."""
+
+    def mount(self) -> None:
+        os.environ["SISAFS_WORKER_PRIORITY"] = "normal"
+        try:
+            super().mount()
+        finally:
+            del os.environ["SISAFS_WORKER_PRIORITY"]
+
+
 def drop_pages(root: Path) -> None:
     """Evict the page cache of every file under `root` (and only those)."""
     for path in root.rglob("*"):
@@ -103,11 +114,14 @@ def measure(t: Target, files: list[Path]) -> dict:
     return out
 
 
-def run_workload(work: Path, name: str, files: list[Path], workers: int | None) -> list[dict]:
+def run_workload(work: Path, name: str, files: list[Path], workers: int | None,
+                 ab_priority: bool = False) -> list[dict]:
     targets: list[Target] = [Passthrough(work)]
     if shutil.which("gocryptfs"):
         targets.append(Gocryptfs(work))
     targets.append(Sisafs(work, workers))
+    if ab_priority:
+        targets.append(SisafsNormalPriority(work, workers, "sisafs-normal-priority"))
     results = []
     for t in targets:
         print(f"  {name}: {t.name} ...", file=sys.stderr, flush=True)
@@ -130,6 +144,11 @@ def table(name: str, files: list[Path], results: list[dict]) -> str:
         if ref in by:
             rows.append(f"| {ref} | " + " | ".join(
                 f"{by[ref][k] / s[k]:.2f}x" for _, k in METRICS) + " |")
+    ab = by.get("sisafs-normal-priority")
+    if ab:
+        rows += ["", f"Workers at normal priority instead of SCHED_IDLE: copy-in "
+                 f"{nbytes / ab['copy_s'] / 1e6:.1f} MB/s ({ab['copy_s'] / s['copy_s']:.2f}x "
+                 f"the time), drain {len(files) / ab['drain_s']:.2f} photos/s."]
     rows += ["", f"Drain: {len(files) / s['drain_s']:.2f} photos/s ({s['drain_s']:.1f} s "
              f"from the first byte copied; goal >= 2). Backing / original, median: "
              f"{s['size_median']:.3f}. Status: {s['status']}", ""]
@@ -184,6 +203,8 @@ def main() -> None:
     ap.add_argument("--faces", type=int, help="use only the first N face photos")
     ap.add_argument("--workers", type=int, help="sisafs worker processes")
     ap.add_argument("--no-stages", action="store_true", help="skip the per-stage table")
+    ap.add_argument("--ab-priority", action="store_true",
+                    help="also run sisafs with its workers at normal priority")
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results")
     args = ap.parse_args()
     n = 200 if args.full else args.photos
@@ -195,7 +216,8 @@ def main() -> None:
     results = {}
     with tempfile.TemporaryDirectory(prefix="sisafs-mp12-") as tmp:
         for i, (name, files) in enumerate(workloads.items()):
-            results[name] = run_workload(Path(tmp) / f"w{i}", name, files, args.workers)
+            results[name] = run_workload(Path(tmp) / f"w{i}", name, files, args.workers,
+                                         args.ab_priority and i == 0)
     stages = None
     md = [f"# mp12_bench: {os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d %H:%M')}, "
           f"load average at start {load[0]:.1f} (other users share this machine)", ""]

@@ -99,8 +99,22 @@ def settle_process() -> str:
     programs leave over, so a busy pool no longer halves the copy-in rate. The policy is
     per thread and inherited, so this runs before any model starts its thread pool.
     OpenCV gets one thread: the pool already runs one worker per core, and more threads
-    per worker only make them fight.
+    per worker only make them fight. SISAFS_WORKER_PRIORITY=normal leaves the priority
+    alone (bench/mp12_bench.py --ab-priority measures what idle priority buys).
     """
+    how = ""
+    if os.environ.get("SISAFS_WORKER_PRIORITY", "idle") != "normal":
+        how = _lower_priority()
+    try:
+        import cv2
+
+        cv2.setNumThreads(1)
+    except ImportError:  # pragma: no cover - cv2 comes with the detectors
+        pass
+    return how
+
+
+def _lower_priority() -> str:
     how = ""
     try:
         os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
@@ -111,12 +125,6 @@ def settle_process() -> str:
             how = "nice"
         except OSError:
             pass
-    try:
-        import cv2
-
-        cv2.setNumThreads(1)
-    except ImportError:  # pragma: no cover - cv2 comes with the detectors
-        pass
     return how
 
 
