@@ -69,13 +69,16 @@ def apply(layout: Layout, regions: Sequence[Region], look: str, noise_key: bytes
         for ci, comp in enumerate(f.components):
             q = layout.qtables[comp.tq]
             sl = np.s_[y0 * comp.v : y1 * comp.v, x0 * comp.h : x1 * comp.h]
-            mask = np.repeat(np.repeat(cells, comp.v, 0), comp.h, 1)
             block = pub[ci][sl]
             cell = (noise_cell(region, f.hmax, f.vmax) if look == "noise"
                     else max(1, round(min(region.box[2], region.box[3]) / 6 / (8 * f.hmax))))
             grain = (cell * comp.v, cell * comp.h)
             new = _LOOK_FUNCS[look](block, q, grain, noise_key, ci, (y0 * comp.v, x0 * comp.h))
-            block[mask] = new[mask]
+            if cells.all():  # a plain box: one copy, not two masked gathers
+                block[...] = new
+            else:
+                mask = np.repeat(np.repeat(cells, comp.v, 0), comp.h, 1)
+                block[mask] = new[mask]
     return pub, altered
 
 
