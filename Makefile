@@ -20,8 +20,12 @@ test: install
 test-all: install
 	$(PY) -m pytest -q -m ""
 
+# MP12_ARGS=--full runs the 200-photo 12 MP workload of issue 11 (default: 40 photos)
+MP12_ARGS ?=
 bench: install
 	$(PY) bench/fs_bench.py
+	$(PY) bench/mp12_bench.py $(MP12_ARGS)
+	$(PY) bench/size_bench.py
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -32,6 +32,7 @@ ENROL_MIN_FACE_PX = 80
 # (minimum face width in detection-view pixels, maximum embedding distance)
 MATCH_BANDS: tuple[tuple[int, float], ...] = ((80, 0.55), (60, 0.46))
 AMBIGUITY_GAP = 0.1
+IDENTIFY_SIDE = 2000  # long side of the view faces are embedded on (the match bands' scale)
 
 
 class PeopleError(ValueError):
@@ -128,7 +129,8 @@ class PeopleStore:
             return None  # two enrolled people nearly as close: not certain which
         return best[0][1]
 
-    def identify(self, image: Image.Image, face_regions: list[Region]) -> list[Region]:
+    def identify(self, image: Image.Image | None, face_regions: list[Region],
+                 view: View | None = None) -> list[Region]:
         """`face_regions` (stored coordinates, as detected) with `identity` set on sure matches.
 
         Non-face regions pass through unchanged. Pass the detector's tight face boxes:
@@ -138,7 +140,11 @@ class PeopleStore:
 
         if not self._people or not any(r.label == FACE for r in face_regions):
             return list(face_regions)
-        view = make_view(image, 2000)
+        if view is None or max(view.width, view.height) != min(
+                IDENTIFY_SIDE, max(view.stored_width, view.stored_height)):
+            if image is None:
+                raise ValueError("identify needs the image or a view of it")
+            view = make_view(image, IDENTIFY_SIDE)
         out: list[Region] = []
         for region in face_regions:
             if region.label != FACE:

@@ -90,3 +90,39 @@ def test_stack_is_cheap_to_build_and_pickles() -> None:
 def test_blank_image_has_no_regions() -> None:
     stack = build_stack()
     assert stack.detect(Image.new("RGB", (320, 240), (128, 128, 128))) == []
+
+
+def test_big_jpeg_is_decoded_reduced_and_maps_back() -> None:
+    """A JPEG far above the view size is decoded at a DCT scale (reduced_decode); the
+    caller's image stays lazy and full size, and boxes still map to stored pixels."""
+    from sisafs.detect.view import reduced_decode
+
+    stored = np.zeros((1800, 2400, 3), np.uint8)
+    stored[400:800, 1200:1600] = 255
+    image = Image.fromarray(stored)
+    exif = image.getexif()
+    exif[ORIENTATION_TAG] = 6
+    buf = io.BytesIO()
+    image.save(buf, "JPEG", quality=95, exif=exif.tobytes())
+    lazy = Image.open(io.BytesIO(buf.getvalue()))
+    reduced = reduced_decode(lazy, 1000)
+    assert reduced is not None and reduced.size == (1200, 900)
+    view = make_view(lazy, 1000)
+    assert lazy.size == (2400, 1800) and lazy.tile  # untouched, still not decoded
+    assert (view.width, view.height) == (750, 1000)
+    ys, xs = np.nonzero(view.rgb[..., 0] > 128)
+    box = (int(xs.min()), int(ys.min()), int(np.ptp(xs)) + 1, int(np.ptp(ys)) + 1)
+    back = view.region_to_stored(Region("x", 1.0, box, "t"))
+    assert back is not None
+    x, y, w, h = back.box
+    assert abs(x - 1200) <= 8 and abs(y - 400) <= 8 and abs(w - 400) <= 16 and abs(h - 400) <= 16
+    full = make_view(Image.open(io.BytesIO(buf.getvalue())).copy(), 1000)  # loaded: no draft
+    assert np.abs(full.rgb.astype(int) - view.rgb.astype(int)).mean() < 3
+
+
+def test_small_images_are_not_reduced() -> None:
+    from sisafs.detect.view import reduced_decode
+
+    buf = io.BytesIO()
+    Image.new("RGB", (1500, 1000)).save(buf, "JPEG")
+    assert reduced_decode(Image.open(buf), 1000) is None

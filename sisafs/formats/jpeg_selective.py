@@ -25,6 +25,7 @@ Edits are sorted and do not overlap; the public bytes between them are original 
 
 from __future__ import annotations
 
+import functools
 import struct
 from collections.abc import Sequence
 
@@ -36,6 +37,7 @@ from sisafs.formats.errors import FormatError, RecordError, UnsupportedImage
 from sisafs.formats.jpeg_privacy import public_segment
 from sisafs.formats.jpeg_structure import Layout, Scan, mcu_blocks, parse
 from sisafs.regions import Region
+from sisafs.stagecost import stage
 
 MAGIC = b"SJPS"
 VERSION = 1
@@ -54,19 +56,22 @@ def protect(data: bytes, regions: Sequence[Region], look: str, image_key: bytes,
     if look not in jpeg_looks.LOOKS:
         raise ValueError(f"unknown look {look!r}")
     try:
-        layout = parse(data)
+        with stage("decode scans"):
+            layout = parse(data)
         _refuse_records(data, layout)
-        noise_key = subkey(image_key, PURPOSE_NOISE, salt=file_id)
-        pub_coefs, altered = jpeg_looks.apply(layout, regions, look, noise_key)
-        edits = _header_edits(data, layout)
-        for scan in layout.scans:
-            edits += _scan_edits(data, layout, scan, pub_coefs, altered)
-        edits.sort(key=lambda e: e[0])
-        public, payload = _assemble(data, edits)
-        if restore(public, payload, image_key, file_id) != data:
-            raise UnsupportedImage("selective JPEG restore did not reproduce the input")
-        if VERIFY_PUBLIC:
-            _verify_public(public, layout, pub_coefs)
+        with stage("alter"):
+            noise_key = subkey(image_key, PURPOSE_NOISE, salt=file_id)
+            pub_coefs, altered = jpeg_looks.apply(layout, regions, look, noise_key)
+            edits = _header_edits(data, layout)
+            for scan in layout.scans:
+                edits += _scan_edits(data, layout, scan, pub_coefs, altered)
+            edits.sort(key=lambda e: e[0])
+            public, payload = _assemble(data, edits)
+        with stage("self-check"):
+            if restore(public, payload, image_key, file_id) != data:
+                raise UnsupportedImage("selective JPEG restore did not reproduce the input")
+            if VERIFY_PUBLIC:
+                _verify_public(public, layout, pub_coefs)
     except FormatError:
         raise
     except (ValueError, LookupError, IndexError, OverflowError, MemoryError) as e:
@@ -156,17 +161,21 @@ def _scan_altered(layout: Layout, scan: Scan, altered: np.ndarray) -> np.ndarray
 
 
 def _spans(flags: np.ndarray, per: int) -> list[tuple[int, int, int]]:
-    """(first MCU, end MCU exclusive, restart interval) of each span to re-encode."""
+    """(first MCU, end MCU exclusive, restart interval) of each span to re-encode.
+
+    A span runs from an altered MCU through the unaltered one after it; altered MCUs at
+    most one apart share a span; a span never crosses a restart interval."""
     n = len(flags)
     idx = np.flatnonzero(flags)
-    spans: list[list[int]] = []
-    for m in idx.tolist():
-        iv = m // per
-        if spans and spans[-1][2] == iv and m <= spans[-1][1]:
-            spans[-1][1] = max(spans[-1][1], min(m + 2, (iv + 1) * per, n))
-        else:
-            spans.append([m, min(m + 2, (iv + 1) * per, n), iv])
-    return [(a, e, iv) for a, e, iv in spans]
+    if not len(idx):
+        return []
+    iv = idx // per
+    first = np.ones(len(idx), bool)
+    first[1:] = (np.diff(idx) > 2) | (np.diff(iv) != 0)
+    starts = np.flatnonzero(first)
+    lasts = np.append(starts[1:] - 1, len(idx) - 1)
+    ends = np.minimum(np.minimum(idx[lasts] + 2, (iv[lasts] + 1) * per), n)
+    return list(zip(idx[starts].tolist(), ends.tolist(), iv[starts].tolist(), strict=True))
 
 
 def _scan_edits(data: bytes, layout: Layout, scan: Scan, pub: list[np.ndarray],
@@ -199,11 +208,13 @@ def _span_edit(data: bytes, layout: Layout, scan: Scan, pub: list[np.ndarray],
                ) -> tuple[Edit, int]:
     """The edit that re-encodes MCUs a..e-1, and the end MCU it really covers."""
     tail = e == interval_end
-    blocks = mcu_blocks(layout.frame, scan, a, e)
-    m_of = [m for m in range(a, e) for _ in range(len(blocks) // (e - a))]
-    coefs = np.stack([pub[k][r, c] for _, k, r, c in blocks]).astype(np.int16)
-    fixed = np.array([not flags[m] for m in m_of], np.uint8)
-    slots = bytes(j for j, *_ in blocks)
+    slot, comp, rows, cols = mcu_blocks(layout.frame, scan, a, e)
+    fixed = np.repeat(~flags[a:e], len(slot) // (e - a)).astype(np.uint8)
+    coefs = np.empty((len(slot), 64), np.int16)
+    picks = [(k, slot == j) for j, k in enumerate(scan.comps)]
+    for k, sel in picks:
+        coefs[sel] = pub[k][rows[sel], cols[sel]]
+    slots = slot.astype(np.uint8).tobytes()
     dcs = tuple(scan.dc_tables[d] for d in scan.dc_ids)
     acs = tuple(scan.ac_tables[t] for t in scan.ac_ids)
     preds = tuple(int(p) for p in scan.mcu_preds[a, : len(scan.comps)])
@@ -222,8 +233,8 @@ def _span_edit(data: bytes, layout: Layout, scan: Scan, pub: list[np.ndarray],
             # No spare coefficient gives the right length: run to the interval's end.
             return _span_edit(data, layout, scan, pub, flags, a, interval_end,
                               interval_end, iv)
-    for (_, k, r, c), blk in zip(blocks, coefs, strict=True):
-        pub[k][r, c] = blk  # what the public file now holds (legalised values)
+    for k, sel in picks:
+        pub[k][rows[sel], cols[sel]] = coefs[sel]  # what the public file now holds
     v = (data[off_s] >> (8 - ph_s)) if ph_s else 0
     v = (v << nbits) | (int.from_bytes(bits, "big") >> (len(bits) * 8 - nbits))
     total = ph_s + nbits
@@ -256,13 +267,16 @@ def _encode(coefs: np.ndarray, slots: bytes, fixed: np.ndarray, dcs: tuple, acs:
 _XS = np.arange(-1024, 1024)  # DC values the altered blocks may take
 
 
+@functools.lru_cache(maxsize=16)
 def _codable(table: bytes) -> np.ndarray:
     """Bool per DC difference -2047..2047: does the table have a code for its size?"""
     cats = np.zeros(16, bool)
     cats[[s for s in table[16 : 16 + sum(table[:16])] if s <= 11]] = True
     d = np.abs(np.arange(-2047, 2048))
     size = np.where(d == 0, 0, np.floor(np.log2(np.maximum(d, 1))).astype(int) + 1)
-    return cats[size]
+    out = cats[size]
+    out.flags.writeable = False  # cached and shared between spans
+    return out
 
 
 def _landing_sets(codable: np.ndarray, f: int, n: int) -> list[np.ndarray | None]:
@@ -298,7 +312,9 @@ def _plan_dc(coefs: np.ndarray, slots: bytes, fixed: np.ndarray, dcs: tuple,
     DCs walk towards the next original DC in steps the table can code."""
     for j in range(len(preds)):
         codable = _codable(dcs[j])
-        idx = [i for i, slot in enumerate(slots) if slot == j]
+        if codable.all():
+            continue  # every DC difference has a code (standard tables): nothing to plan
+        idx = np.flatnonzero(np.frombuffer(slots, np.uint8) == j).tolist()
         p, n = preds[j], 0
         while n < len(idx):
             if fixed[idx[n]]:
@@ -341,22 +357,10 @@ def _pad_bits(coefs: np.ndarray, slots: bytes, fixed: np.ndarray, dcs: tuple, ac
             continue
         tried += 1
         j = slots[i]
-        blk = coefs[i]
-        nz = np.flatnonzero(blk[1:])
-        last = int(nz[-1]) + 1 if len(nz) else 0
-        base = _jpegcodec.block_bits(blk.tobytes(), dcs[j], acs[j])
-        if base < 0:
-            continue
-        options: dict[int, int] = {}
-        for q in range(63, last, -1):
-            trial = blk.copy()
-            trial[q] = 1
-            bits = _jpegcodec.block_bits(trial.tobytes(), dcs[j], acs[j])
-            if bits >= 0:
-                options.setdefault((bits - base) % 8, q)
+        options = _pad_options(coefs[i, 1:].tobytes(), dcs[j], acs[j])
         new = dict(reach)
         for r0, path in reach.items():
-            for d, q in options.items():
+            for d, q in options:
                 new.setdefault((r0 + d) % 8, path + [(i, q)])
         reach = new
         if need in reach:
@@ -364,6 +368,28 @@ def _pad_bits(coefs: np.ndarray, slots: bytes, fixed: np.ndarray, dcs: tuple, ac
                 coefs[bi, q] = 1
             return True
     return False
+
+
+@functools.lru_cache(maxsize=4096)
+def _pad_options(ac_part: bytes, dc: bytes, ac: bytes) -> tuple[tuple[int, int], ...]:
+    """(extra bits mod 8, coefficient index) a +1 past the block's last non-zero AC
+    term can add. The answer depends on the AC terms only, and altered blocks repeat
+    them (every noise block has none), so it is cached."""
+    blk = np.zeros(64, np.int16)
+    blk[1:] = np.frombuffer(ac_part, np.int16)
+    nz = np.flatnonzero(blk[1:])
+    last = int(nz[-1]) + 1 if len(nz) else 0
+    base = _jpegcodec.block_bits(blk.tobytes(), dc, ac)
+    if base < 0:
+        return ()
+    options: dict[int, int] = {}
+    for q in range(63, last, -1):
+        trial = blk.copy()
+        trial[q] = 1
+        bits = _jpegcodec.block_bits(trial.tobytes(), dc, ac)
+        if bits >= 0:
+            options.setdefault((bits - base) % 8, q)
+    return tuple(options.items())
 
 
 def _verify_public(public: bytes, layout: Layout, pub_coefs: list[np.ndarray]) -> None:

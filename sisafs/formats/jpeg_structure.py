@@ -289,14 +289,16 @@ def _decode(buf: bytes, frame: Frame, scan: Scan, coefs: list[np.ndarray]) -> No
     scan.interval_ends = np.frombuffer(ends, np.int64)
 
 
-def mcu_blocks(frame: Frame, scan: Scan, m0: int, m1: int) -> list[tuple[int, int, int, int]]:
-    """(scan slot, component index, block row, block col) of MCUs m0..m1-1, coding order."""
+def mcu_blocks(frame: Frame, scan: Scan, m0: int, m1: int
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(scan slot, component index, block row, block col) arrays of the blocks of MCUs
+    m0..m1-1 in coding order; arrays, because a span of a 12 MP photo holds thousands."""
     mx, _, hv = scan_geometry(frame, scan)
-    out = []
-    for m in range(m0, m1):
-        y, x = divmod(m, mx)
-        for j, (k, (h, v)) in enumerate(zip(scan.comps, hv, strict=True)):
-            for bv in range(v):
-                for bh in range(h):
-                    out.append((j, k, y * v + bv, x * h + bh))
-    return out
+    pattern = np.array([(j, k, h, v, bv, bh)
+                        for j, (k, (h, v)) in enumerate(zip(scan.comps, hv, strict=True))
+                        for bv in range(v) for bh in range(h)], np.int64)
+    y, x = np.divmod(np.arange(m0, m1, dtype=np.int64), mx)
+    n = m1 - m0
+    rows = (y[:, None] * pattern[:, 3] + pattern[:, 4]).ravel()
+    cols = (x[:, None] * pattern[:, 2] + pattern[:, 5]).ravel()
+    return np.tile(pattern[:, 0], n), np.tile(pattern[:, 1], n), rows, cols

@@ -20,7 +20,9 @@ from sisafs.regions import Region
 LOOKS = ("blur", "pixelate", "noise", "solid")
 BLUR_CELLS = 6  # information left across the larger side of a blurred region
 PIXELATE_CELLS = 8
-NOISE_CELL = 8  # pixels per keyed noise cell
+NOISE_CELL = 8  # least pixels per keyed noise cell
+NOISE_CELLS_ACROSS = 6  # cells across a region's smaller side (as the JPEG look)
+MAX_NOISE_CELL = 128  # pixels
 
 
 def keyed_noise(key: bytes, nbytes: int, index: int) -> np.ndarray:
@@ -58,6 +60,13 @@ def pixelate(box: np.ndarray) -> np.ndarray:
     return np.repeat(np.repeat(small, cell, axis=0), cell, axis=1)[:h, :w]
 
 
+def noise_cell(shape: tuple[int, ...]) -> int:
+    """Pixels per noise cell for a region of `shape`: about NOISE_CELLS_ACROSS cells
+    across its smaller side, never below NOISE_CELL nor above MAX_NOISE_CELL. Bigger
+    cells compress better and, being keystream, carry no more of the content."""
+    return int(min(MAX_NOISE_CELL, max(NOISE_CELL, min(shape[0], shape[1]) // NOISE_CELLS_ACROSS)))
+
+
 def noise_cells(key: bytes, index: int, shape: tuple[int, ...], cell: int = NOISE_CELL
                 ) -> np.ndarray:
     """Keyed bytes (0..255) of `shape` (h, w, c), constant over cell x cell squares:
@@ -77,7 +86,8 @@ def alter(box: np.ndarray, look: str, maxval: int, has_alpha: bool, noise_key: b
     elif look == "pixelate":
         out = pixelate(box)
     elif look == "noise":
-        out = noise_cells(noise_key, index, box.shape).astype(np.float32) * (maxval / 255.0)
+        out = noise_cells(noise_key, index, box.shape, noise_cell(box.shape)).astype(
+            np.float32) * (maxval / 255.0)
     elif look == "solid":
         out = np.full_like(box, maxval / 2)
     else:

@@ -17,14 +17,21 @@ import threading
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
-from sisafs.pipeline.worker import JobResult, WorkerConfig, init_worker, protect_image
+from sisafs.pipeline.worker import (
+    JobResult,
+    WorkerConfig,
+    init_worker,
+    protect_image,
+    settle_process,
+)
 
 log = logging.getLogger(__name__)
 
 
 def _init_process(config: WorkerConfig) -> None:
     """Ctrl-C is for the parent: it stops submitting and lets running photos finish
-    (bulk mode), instead of every worker dying mid-photo with a traceback.
+    (bulk mode), instead of every worker dying mid-photo with a traceback. Workers run
+    at idle CPU priority (worker.settle_process) so the writer never starves.
 
     A worker holds the image key and photos in clear: no core dumps, not dumpable
     (exec reset what the parent set), and a bound on its memory (sisafs/hygiene.py)."""
@@ -33,6 +40,7 @@ def _init_process(config: WorkerConfig) -> None:
     harden_process()
     limit_memory(config.memory_limit)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    settle_process()
     init_worker(config)
 
 

@@ -48,6 +48,7 @@ class ProtectActor:
         from sisafs.hygiene import harden_process
 
         harden_process()  # it may hold the image key: no core dumps of it
+        worker.settle_process()  # idle CPU priority, as the local pool's workers
         worker.init_worker(config)
 
     def warm_up(self) -> int:

@@ -17,6 +17,7 @@ import logging
 import os
 import warnings
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from PIL import Image
 
@@ -24,6 +25,10 @@ from sisafs.formats import codec, heif_support
 from sisafs.formats.errors import UnsupportedImage
 from sisafs.formats.fallback import MAX_PIXELS
 from sisafs.formats.limits import DEFAULT_MAX_MP, check_pixels
+from sisafs.stagecost import measuring, stage
+
+if TYPE_CHECKING:
+    from sisafs.detect.view import View
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +87,8 @@ class JobResult:
     path: str  # "selective" / "fallback"
     reason: str
     labels: dict[str, int]
+    # core-seconds by stage (sisafs.stagecost): what this photo cost the worker
+    costs: dict[str, float] = field(default_factory=dict)
 
 
 _config: WorkerConfig | None = None
@@ -94,6 +101,43 @@ def init_worker(config: WorkerConfig) -> None:
     _config = config
     _stacks.clear()
     _people = None
+
+
+def settle_process() -> str:
+    """Make this worker process a background one; returns how ("idle", "nice", "").
+
+    Protection can wait; the person copying photos in cannot. At SCHED_IDLE (or, where
+    that is refused, nice 19) a worker only gets CPU the FUSE daemon and the user's
+    programs leave over, so a busy pool no longer halves the copy-in rate. The policy is
+    per thread and inherited, so this runs before any model starts its thread pool.
+    OpenCV gets one thread: the pool already runs one worker per core, and more threads
+    per worker only make them fight. SISAFS_WORKER_PRIORITY=normal leaves the priority
+    alone (bench/mp12_bench.py --ab-priority measures what idle priority buys).
+    """
+    how = ""
+    if os.environ.get("SISAFS_WORKER_PRIORITY", "idle") != "normal":
+        how = _lower_priority()
+    try:
+        import cv2
+
+        cv2.setNumThreads(1)
+    except ImportError:  # pragma: no cover - cv2 comes with the detectors
+        pass
+    return how
+
+
+def _lower_priority() -> str:
+    how = ""
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+        how = "idle"
+    except (AttributeError, OSError):
+        try:
+            os.nice(19 - os.nice(0))
+            how = "nice"
+        except OSError:
+            pass
+    return how
 
 
 def _get_people():
@@ -122,10 +166,15 @@ def _get_stack(detectors: dict | None = None):
     return _stacks[key]
 
 
-def decode_for_detection(data: bytes) -> Image.Image:
-    """Pillow decode for the detectors; HEIF/HEIC through pillow-heif's opener, which
-    applies the file's rotation the same way the codec's decode does, so region boxes
-    land where the codec alters pixels."""
+def decode_for_detection(data: bytes, max_side: int) -> View:
+    """The detection view of `data`, decoded no finer than the detectors need (a JPEG at
+    1/2, 1/4 or 1/8 scale straight from the DCT: sisafs.detect.view.reduced_decode);
+    UnsupportedImage when it cannot be decoded, so a corrupt photo is told apart from a
+    failing model. HEIF/HEIC goes through pillow-heif's opener, which applies the file's
+    rotation the same way the codec's decode does, so region boxes land where the codec
+    alters pixels."""
+    from sisafs.detect.view import make_view
+
     heif_support.ensure()
     try:
         with warnings.catch_warnings():
@@ -134,8 +183,7 @@ def decode_for_detection(data: bytes) -> Image.Image:
             w, h = img.size
             if w * h > MAX_PIXELS or w <= 0 or h <= 0:
                 raise UnsupportedImage(f"absurd dimensions {w}x{h}")
-            img.load()
-            return img
+            return make_view(img, max_side)
     except UnsupportedImage:
         raise
     except Exception as e:  # Pillow raises many types on hostile input
@@ -161,8 +209,11 @@ def detect_regions(data: bytes, relpath: str = "") -> tuple[list, int, int, dict
         raise UnsupportedImage("not an image format sisafs protects")
     check_pixels(data, _config.max_pixels)  # from the header, before any decoding
     eff = _config.for_path(relpath)
-    img = decode_for_detection(data)
-    return _get_stack(eff["detectors"]).detect(img), img.width, img.height, eff
+    stack = _get_stack(eff["detectors"])
+    with stage("decode for detection"):
+        view = decode_for_detection(data, stack.settings.max_side)
+    regions = stack.detect_view(view, Image.open(io.BytesIO(data)))
+    return regions, view.stored_width, view.stored_height, eff
 
 
 def choose_regions(data: bytes, relpath: str = "") -> Choice:
@@ -172,8 +223,9 @@ def choose_regions(data: bytes, relpath: str = "") -> Choice:
 
     regions, width, height, eff = detect_regions(data, relpath)
     kept: list = []
-    chosen = select_regions(regions, width, height, eff["level"],
-                            Preferences.from_dict(eff["preferences"]), kept)
+    with stage("rank"):
+        chosen = select_regions(regions, width, height, eff["level"],
+                                Preferences.from_dict(eff["preferences"]), kept)
     return Choice(tuple(chosen), width, height, eff["look"], tuple(kept))
 
 
@@ -190,7 +242,10 @@ def seal(data: bytes, choice: Choice, image_key: bytes) -> JobResult:
 def protect_image(data: bytes, relpath: str = "") -> JobResult:
     """Protect one image; raises UnsupportedImage (or anything) to fail the job."""
     assert _config is not None, "init_worker was not called"
-    return seal(data, choose_regions(data, relpath), _config.image_key)
+    with measuring() as costs:
+        result = seal(data, choose_regions(data, relpath), _config.image_key)
+    result.costs = costs
+    return result
 
 
 def warm_up() -> int:

@@ -385,30 +385,30 @@ done:
 typedef struct {
     uint8_t *buf;
     Py_ssize_t cap, nbytes;
-    uint32_t acc;
+    uint64_t acc; /* the last nacc (< 8) bits written, not yet a whole byte */
     int nacc;
     int64_t nbits;
 } bwriter;
 
+/* Append the low `size` bits of `code`, most significant first (size <= 24). */
 static int bw_put(bwriter *w, uint32_t code, int size)
 {
-    for (int i = size - 1; i >= 0; i--) {
-        w->acc = (w->acc << 1) | ((code >> i) & 1);
-        w->nacc++;
-        w->nbits++;
-        if (w->nacc == 8) {
-            if (w->nbytes >= w->cap) {
-                Py_ssize_t ncap = w->cap ? w->cap * 2 : 256;
-                uint8_t *nb = PyMem_Realloc(w->buf, (size_t)ncap);
-                if (!nb) return -1;
-                w->buf = nb;
-                w->cap = ncap;
-            }
-            w->buf[w->nbytes++] = (uint8_t)w->acc;
-            w->acc = 0;
-            w->nacc = 0;
+    if (size <= 0) return 0;
+    w->acc = (w->acc << size) | (code & ((1u << size) - 1));
+    w->nacc += size;
+    w->nbits += size;
+    while (w->nacc >= 8) {
+        if (w->nbytes >= w->cap) {
+            Py_ssize_t ncap = w->cap ? w->cap * 2 : 256;
+            uint8_t *nb = PyMem_Realloc(w->buf, (size_t)ncap);
+            if (!nb) return -1;
+            w->buf = nb;
+            w->cap = ncap;
         }
+        w->nacc -= 8;
+        w->buf[w->nbytes++] = (uint8_t)(w->acc >> w->nacc);
     }
+    w->acc &= (1u << w->nacc) - 1;
     return 0;
 }
 
