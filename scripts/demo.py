@@ -18,6 +18,8 @@ from PIL import Image
 
 from sisafs.formats import codec, heif_support
 from sisafs.formats.metadata import has_gps_or_thumbnail
+from sisafs.vault.config import VaultConfig
+from sisafs.vault.keys import VaultKeys
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "demo"
@@ -60,13 +62,16 @@ def main() -> int:
     drained = time.monotonic() - t0
 
     print(f"\n{'photo':34s} {'path':10s} {'regions':28s} {'size':>6s}  gps/thumb public")
+    # Labels are sealed in the record (version 2): the demo holds the passphrase.
+    master = VaultConfig.load(vault).unlock(passfile.read_text().strip().encode())
+    image_key = VaultKeys.from_master(master).image
     thumbs = []
     for p in photos:
         pub = (vault / p.name).read_bytes()
-        info = codec.inspect(pub)
+        info = codec.inspect(pub, image_key)
         labels: dict[str, int] = {}
         for r in info["regions"]:
-            labels[r["label"]] = labels.get(r["label"], 0) + 1
+            labels[r.get("label", "region")] = labels.get(r.get("label", "region"), 0) + 1
         desc = ", ".join(f"{n} {k}" for k, n in sorted(labels.items()))
         heif_support.ensure()
         im = Image.open(io.BytesIO(pub))
