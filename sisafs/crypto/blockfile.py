@@ -87,6 +87,7 @@ class BlockFile:
         self.attempts = attempts
         self._header_stale = False
         self.lazy_header = False
+        self._reserved = 0  # backing length already reserved by this object
         self._aead = AESGCM(subkey(keys.content, PURPOSE_BLOCK, salt=file_id))
 
     # -- header -------------------------------------------------------------------
@@ -214,7 +215,10 @@ class BlockFile:
             return 0
         end = offset + len(data)
         new_size = max(self.size, end)
-        reserve(self.fd, backing_size(new_size))
+        if new_size > self.size and backing_size(new_size) > self._reserved:
+            # Only growth needs new space; overwrites stay off this syscall path.
+            reserve(self.fd, backing_size(new_size))
+            self._reserved = backing_size(new_size)
         if offset > self.size:
             self._pad_tail(new_size)
         first, last = offset // BLOCK, (end - 1) // BLOCK
@@ -257,6 +261,7 @@ class BlockFile:
     def truncate(self, new_size: int) -> None:
         if new_size == self.size:
             return
+        self._reserved = 0  # a cut frees what was reserved
         if new_size > self.size:
             self._pad_tail(new_size)
             os.ftruncate(self.fd, max(os.fstat(self.fd).st_size, backing_size(new_size)))
