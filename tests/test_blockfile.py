@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from sisafs.crypto.blockfile import HEADER_SIZE, SLOT, BlockFile, BlockKeys
+from sisafs.crypto.blockfile import FLAG_DENSE, HEADER_SIZE, SLOT, BlockFile, BlockKeys
 from sisafs.crypto.errors import AuthenticationFailed
 
 FIXTURES = Path(__file__).parent / "fixtures" / "formats"
@@ -103,3 +103,43 @@ def test_frozen_v1_fixture_still_reads():
         assert BlockFile.open(fd, keys).read_all() == (FIXTURES / "v1_block_plain.txt").read_bytes()
     finally:
         os.close(fd)
+
+
+def _zero_slot(fd: int, index: int) -> None:
+    os.pwrite(fd, bytes(SLOT), HEADER_SIZE + index * SLOT)
+
+
+def test_zeroed_block_of_a_file_without_holes_fails(fd):
+    bf = BlockFile.create(fd, KEYS)
+    bf.write(0, os.urandom(3 * 4096))
+    assert bf.flags & FLAG_DENSE
+    _zero_slot(fd, 1)
+    again = BlockFile.open(fd, KEYS)
+    assert len(again.read(0, 4096)) == 4096
+    with pytest.raises(AuthenticationFailed, match="zeroed"):
+        again.read(4096, 4096)
+
+
+@pytest.mark.parametrize("grow", ["write", "truncate"])
+def test_a_gap_makes_the_file_sparse_and_holes_read_as_zeros(fd, grow):
+    bf = BlockFile.create(fd, KEYS)
+    bf.write(0, b"a" * 100)
+    if grow == "write":
+        bf.write(3 * 4096, b"b" * 10)
+    else:
+        bf.truncate(3 * 4096 + 10)
+    assert not bf.flags & FLAG_DENSE
+    again = BlockFile.open(fd, KEYS)
+    assert not again.flags & FLAG_DENSE  # recorded in the header before any hole
+    assert again.read(4096, 8192) == bytes(8192)
+
+
+@pytest.mark.parametrize("end", [4096, 4097, 8192])
+def test_growing_into_the_next_block_only_keeps_the_file_dense_when_no_block_is_skipped(
+        fd, end):
+    bf = BlockFile.create(fd, KEYS)
+    bf.write(0, b"a" * 4096)
+    bf.truncate(end)
+    # 4097 and 8192 leave block 1 unwritten (a hole); 4096 changes nothing.
+    assert bool(bf.flags & FLAG_DENSE) == (end == 4096)
+    assert BlockFile.open(fd, KEYS).read(0, end) == b"a" * 4096 + bytes(end - 4096)

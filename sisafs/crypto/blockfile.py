@@ -47,6 +47,10 @@ SLOT = BLOCK + OVERHEAD
 
 FLAG_PENDING = 0x01  # an image waiting for the worker pool
 FLAG_FAILED = 0x02  # an image the pool could not protect; kept encrypted whole
+# Set on files created since issue 10 until a write or truncate leaves a gap: a slot
+# of zeros in such a file is a zeroed block, not a hole, and fails authentication.
+# Files without it (older ones, sparse ones) read zero slots as holes, as gocryptfs.
+FLAG_DENSE = 0x04
 
 _HEAD = struct.Struct(">5sBBB16sQ")  # 32 bytes, MAC'd
 _ZERO_NONCE = bytes(12)
@@ -94,7 +98,7 @@ class BlockFile:
     @classmethod
     def create(cls, fd: int, keys: BlockKeys, flags: int = 0) -> BlockFile:
         """Turn an empty (or to-be-emptied) backing file into an empty encrypted file."""
-        bf = cls(fd, keys, os.urandom(16), 0, flags)
+        bf = cls(fd, keys, os.urandom(16), 0, flags | FLAG_DENSE)
         os.ftruncate(fd, 0)
         bf._write_header()
         return bf
@@ -164,6 +168,8 @@ class BlockFile:
         # A hole is all zeros; a sealed slot starts with a random nonce, so looking at
         # the whole slot is only needed when the nonce is zero (cheap on the hot path).
         if slot[:12] == _ZERO_NONCE and slot == bytes(len(slot)):
+            if self.flags & FLAG_DENSE:
+                raise AuthenticationFailed(f"block {index}: zeroed (this file has no holes)")
             return b""  # hole; caller pads with zeros
         if len(slot) <= OVERHEAD:
             raise AuthenticationFailed(f"block {index}: truncated")
@@ -220,6 +226,7 @@ class BlockFile:
             reserve(self.fd, backing_size(new_size))
             self._reserved = backing_size(new_size)
         if offset > self.size:
+            self._gap(offset // BLOCK)
             self._pad_tail(new_size)
         first, last = offset // BLOCK, (end - 1) // BLOCK
         # Read-modify-write only the partial blocks at either edge.
@@ -249,6 +256,13 @@ class BlockFile:
                 self._write_header()
         return len(data)
 
+    def _gap(self, end_block: int) -> None:
+        """Growing leaves blocks from the old end up to `end_block` unwritten (holes):
+        the file is sparse from now on, recorded in the header before a hole exists."""
+        if self.flags & FLAG_DENSE and end_block > -(-self.size // BLOCK):
+            self.flags &= ~FLAG_DENSE
+            self._write_header()
+
     def _pad_tail(self, new_size: int) -> None:
         """Before growing, make the old partial last block a full one (zero-padded)."""
         last = (self.size - 1) // BLOCK if self.size else -1
@@ -263,6 +277,7 @@ class BlockFile:
             return
         self._reserved = 0  # a cut frees what was reserved
         if new_size > self.size:
+            self._gap(-(-new_size // BLOCK))
             self._pad_tail(new_size)
             os.ftruncate(self.fd, max(os.fstat(self.fd).st_size, backing_size(new_size)))
             self.size = new_size
