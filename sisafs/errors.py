@@ -90,7 +90,8 @@ EXIT_CODES: dict[int, str] = {
     1: "unexpected internal error (a bug: please report it with the log)",
     2: "usage error (bad arguments)",
     10: "wrong passphrase",
-    11: "vault config missing, corrupt, or from an unsupported version",
+    11: "vault config or vault index missing, corrupt, tampered with, or from an "
+        "unsupported version",
     12: "mountpoint missing, not a directory, not empty, or already mounted",
     13: "FUSE unavailable (/dev/fuse, fusermount3) or the mount failed",
     14: "a vault already exists there (init) or the directory is not empty",

@@ -6,6 +6,12 @@ directory. This walks the backing directory with the vault key and does what a r
 through the mount would do for every byte (block files: every block's tag and the
 header MAC; protected images: the full restore, whose record authenticates the
 original), plus the sealed xattr values. It never writes.
+
+In a vault with an index (vault/index.py) it also checks that every name holds the
+file the index expects: a file rolled back to an older copy, a block or header put
+back, a file cut (to 0 bytes too), a file copied over another's name, a deleted file
+and a file added behind sisafs's back are each named. After an unclean shutdown the
+names the unfinished session was changing are taken as found, as the next mount will.
 """
 
 from __future__ import annotations
@@ -17,10 +23,13 @@ from dataclasses import dataclass, field
 
 from sisafs.crypto.blockfile import FLAG_FAILED, FLAG_PENDING, BlockFile
 from sisafs.crypto.errors import AuthenticationFailed
+from sisafs.vault.index import Index
+from sisafs.vault.integrity import Checker, reconcile
 from sisafs.vault.keys import VaultKeys
 from sisafs.vault.store import DamagedFile, Kind, open_backing, probe_fd, restore_fd
 from sisafs.vault.tree import walk
 from sisafs.vault.xattrs import PREFIX as XATTR_PREFIX
+from sisafs.vault.xattrs import label, user_name
 
 CHUNK = 1 << 20
 
@@ -41,6 +50,8 @@ class FsckReport:
     bytes_checked: int = 0
     damaged: list[Finding] = field(default_factory=list)
     leftovers: list[str] = field(default_factory=list)  # temp files of a crashed mount
+    adopted: list[str] = field(default_factory=list)  # changed by an unfinished session
+    indexed: bool = False  # checked against the vault index
 
     @property
     def clean(self) -> bool:
@@ -57,10 +68,16 @@ def _check_block(fd: int, keys: VaultKeys, report: FsckReport) -> None:
     report.failed += bool(bf.flags & FLAG_FAILED)
 
 
-def _check_file(path: str, keys: VaultKeys, report: FsckReport) -> None:
+def _check_file(path: str, rel: str, keys: VaultKeys, report: FsckReport,
+                checker: Checker | None) -> None:
     fd = open_backing(path, os.O_RDONLY)
     try:
-        kind = probe_fd(fd, keys).kind
+        p = probe_fd(fd, keys)
+        if checker is not None:
+            problem = checker.problem(rel, fd, p, whole=True)
+            if problem:
+                raise DamagedFile(problem)
+        kind = p.kind
         if kind is Kind.BLOCK:
             _check_block(fd, keys, report)
         elif kind is Kind.PROTECTED:
@@ -72,23 +89,33 @@ def _check_file(path: str, keys: VaultKeys, report: FsckReport) -> None:
         os.close(fd)
 
 
-def _check_xattrs(path: str, keys: VaultKeys) -> str | None:
+def _check_xattrs(path: str, keys: VaultKeys, binding: bytes) -> str | None:
     for name in os.listxattr(path, follow_symlinks=False):
         if not name.startswith(XATTR_PREFIX.decode()):
             continue
-        user_name = b"user." + name.encode()[len(XATTR_PREFIX):]
+        user = user_name(name)
         try:
             keys.open_state(os.getxattr(path, name, follow_symlinks=False),
-                            b"xattr:" + user_name)
+                            label(user, binding))
         except AuthenticationFailed:
-            return f"xattr {user_name.decode(errors='replace')}: authentication failed"
+            return (f"xattr {user.decode(errors='replace')}: authentication failed (edited, "
+                    "or moved from another file or attribute)")
     return None
 
 
 def check_vault(root: str, keys: VaultKeys,
-                progress: Callable[[str], None] | None = None) -> FsckReport:
-    """Check every file under `root`; never raises for a damaged file, only reports it."""
+                progress: Callable[[str], None] | None = None,
+                index: Index | None = None) -> FsckReport:
+    """Check every file under `root`; never raises for a damaged file, only reports it.
+    index: the vault's index (loaded by the caller), for vaults that have one."""
     report = FsckReport()
+    checker = None
+    if index is not None:
+        report.indexed = True
+        if index.unclean:
+            report.adopted = reconcile(index, root, keys, repair=False)
+        checker = Checker(index)
+    seen: set[str] = set()
     for e in walk(root):
         path, rel = e.path, e.rel
         st = os.lstat(path)
@@ -99,14 +126,20 @@ def check_vault(root: str, keys: VaultKeys,
         try:
             if stat.S_ISREG(st.st_mode):
                 report.files += 1
+                seen.add(rel)
                 if progress:
                     progress(rel)
-                _check_file(path, keys, report)
-            problem = _check_xattrs(path, keys)
+                _check_file(path, rel, keys, report, checker)
+            binding = index.paths.get(rel, "").encode() if index is not None else b""
+            problem = _check_xattrs(path, keys, binding)
         except (DamagedFile, AuthenticationFailed) as e:
             problem = str(e)
         except OSError as e:
             problem = f"cannot read: {e.strerror}"
         if problem:
             report.damaged.append(Finding(rel, problem))
+    if index is not None:
+        for rel in sorted(set(index.files()) - seen):
+            report.damaged.append(Finding(rel, "deleted behind sisafs's back (the vault "
+                                               "index has it, the backing directory not)"))
     return report

@@ -22,7 +22,10 @@ from PIL import Image
 
 from sisafs.fs.operations import Operations
 from sisafs.pipeline.inline import InlineExecutor
+from sisafs.vault import index
 from sisafs.vault.inodes import ROOT
+from sisafs.vault.keys import VaultKeys
+from sisafs.vault.layout import PRIVATE_DIR
 from sisafs.vault.recovery import scan
 from sisafs.vault.session import Session, worker_config
 from sisafs.vault.vault import MAX_ATTEMPTS
@@ -69,18 +72,23 @@ def _call(fn, *args):
 
 
 class FS:
-    def __init__(self, root: Path, master: bytes | None = None, settings: dict | None = None):
+    def __init__(self, root: Path, master: bytes | None = None, settings: dict | None = None,
+                 integrity: bool = True):
         self.root = Path(root)
         self.root.mkdir(exist_ok=True)
         self.master = master or os.urandom(32)
         self.settings = settings or {"level": 3, "detectors": dict(OFF)}
+        self.integrity = integrity
+        if integrity and not index.exists(str(self.root)):
+            (self.root / PRIVATE_DIR).mkdir(mode=0o700, exist_ok=True)
+            index.Index.create(str(self.root.resolve()), VaultKeys.from_master(self.master))
         self._mount()
 
     def _mount(self) -> None:
         keys_session = Session.open(self.root, self.master, self.settings, jobs=False)
         cfg = worker_config(self.root, keys_session.keys, self.settings)
         self.session = Session.open(self.root, self.master, self.settings,
-                                    executor=InlineExecutor(cfg))
+                                    executor=InlineExecutor(cfg), integrity=self.integrity)
         self.vault = self.session.vault
         self.jobs = self.vault.jobs
         self.ops = Operations(self.vault, 0, None, allow_other=False)
@@ -246,6 +254,7 @@ class FS:
         for fh in list(getattr(self, "_fh_ino", {})):
             self.close(fh)
         self.protect_all()
+        self.session.close()
         self._mount()
         self.recover()
 

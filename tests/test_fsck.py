@@ -119,3 +119,64 @@ def test_frozen_v1_vault_still_mounts_and_checks_clean(tmp_path):
             assert hashlib.sha256((mnt / rel).read_bytes()).hexdigest() == digest, rel
     finally:
         run("unmount", str(mnt))
+
+
+def test_index_findings_and_refusals_through_a_real_mount(populated, tmp_path):
+    """The vault index end to end: a file copied over another's name and a deleted file
+    are named by fsck; through a mount the copy reads EIO while the rest reads back;
+    a vault whose index was deleted is refused by mount with exit 11."""
+    import errno
+
+    copy = tmp_path / "copy"
+    shutil.copytree(populated.root, copy, symlinks=True)
+    vdir = copy / "vault"
+    pw = ["--passfile", str(copy / "pass")]
+    shutil.copyfile(vdir / "a.txt", vdir / "e.txt")
+    (vdir / "dir" / "f.txt").unlink()
+    res = run("fsck", str(vdir), *pw, check=False)
+    assert res.returncode == 18, res.stdout + res.stderr
+    assert "DAMAGED e.txt: holds the file stored as a.txt" in res.stdout
+    assert "DAMAGED dir/f.txt: deleted behind sisafs's back" in res.stdout
+    mnt = copy / "mnt"
+    mnt.mkdir(exist_ok=True)
+    run("mount", str(vdir), str(mnt), *pw, "--workers", "1")
+    try:
+        with pytest.raises(OSError) as e:
+            (mnt / "e.txt").read_bytes()
+        assert e.value.errno == errno.EIO
+        assert (mnt / "b.txt").read_bytes() == TEXT
+    finally:
+        run("unmount", str(mnt))
+    (vdir / ".sisafs" / "index").unlink()
+    res = run("mount", str(vdir), str(mnt), *pw, check=False)
+    assert res.returncode == 11 and "index (.sisafs/index) is missing" in res.stderr, \
+        res.stderr
+
+
+V2 = Path(__file__).parent / "fixtures" / "vaults" / "v2"
+V2_FILES = {
+    "note.txt": hashlib.sha256(b"a note kept since format v2 (vault index)\n").hexdigest(),
+    "album/tiny.jpg": "ddb5582067180a0110de2217dc6e3aa9a48acadabc8d14392e4c0d24f8d6ef89",
+    "album/tiny.png": "8b9d45d056dde169f97800844aba745447e97d991649e8f9b5b5c0ad0720a724",
+    "link.png": "8b9d45d056dde169f97800844aba745447e97d991649e8f9b5b5c0ad0720a724",
+}
+
+
+def test_frozen_v2_vault_with_index_mounts_and_checks_clean(tmp_path):
+    vdir = tmp_path / "v2"
+    shutil.copytree(V2, vdir, symlinks=True)
+    pw = tmp_path / "pass"
+    pw.write_text("frozen fixture v2\n")
+    for _ in range(2):  # before and after a mount rewrote the index
+        res = run("fsck", str(vdir), "--passfile", str(pw), "--json", check=False)
+        assert res.returncode == 0, res.stdout + res.stderr
+        report = json.loads(res.stdout)
+        assert report["indexed"] and report["protected"] == 2 and report["files"] == 3
+        mnt = tmp_path / "mnt"
+        mnt.mkdir(exist_ok=True)
+        run("mount", str(vdir), str(mnt), "--passfile", str(pw), "--workers", "1")
+        try:
+            for rel, digest in V2_FILES.items():
+                assert hashlib.sha256((mnt / rel).read_bytes()).hexdigest() == digest, rel
+        finally:
+            run("unmount", str(mnt))

@@ -18,6 +18,8 @@ from sisafs.crypto.keys import KdfParams
 from sisafs.errors import ConfigError, UsageError
 from sisafs.pipeline.executor import ExecutorSpec, describe, require_consent
 from sisafs.vault.config import FLAG_SEALED, VaultConfig
+from sisafs.vault.index import Index
+from sisafs.vault.keys import VaultKeys
 
 FIXTURES = Path(__file__).parent / "fixtures"
 V1_PASSPHRASE = "frozen v1 passphrase"
@@ -33,7 +35,9 @@ class _CheapVault:
     def __init__(self, root: Path):
         self.dir = root / "vault"
         self.dir.mkdir(mode=0o700)
-        config, _ = VaultConfig.create(PASSPHRASE.encode(), KdfParams.new(cheap=True))
+        config, master = VaultConfig.create(PASSPHRASE.encode(), KdfParams.new(cheap=True))
+        (self.dir / ".sisafs").mkdir(mode=0o700)
+        Index.create(str(self.dir), VaultKeys.from_master(master))
         config.save(self.dir)
 
 
@@ -201,7 +205,8 @@ def test_frozen_v1_config_upgrades_and_is_then_sealed(tmp_path):
     assert after.settings == before.settings and after.verify_settings(master)
     assert json.loads((vault / "sisafs.conf").read_text())["version"] == 2
     assert "not authenticated" not in run("fsck", str(vault), *pw).stderr
-    assert "already sealed" in run("upgrade", str(vault), *pw).stdout
+    assert "Built the vault index" in out
+    assert "already in the current format" in run("upgrade", str(vault), *pw).stdout
     # A stripped copy of the upgraded config does not open (the slot's AAD changed).
     old = (FIXTURES / "config_v1" / "sisafs.conf").read_bytes()
     _edit(vault, lambda d: (d.update(version=1), d["feature_flags"].remove(FLAG_SEALED),
@@ -253,9 +258,36 @@ def test_frozen_v1_vault_upgrades_and_checks_clean(tmp_path):
     passfile = tmp_path / "pass"
     passfile.write_text("frozen fixture\n")
     pw = ["--passfile", str(passfile)]
-    run("upgrade", str(vault), *pw)
+    out = run("upgrade", str(vault), *pw).stdout
+    assert "Built the vault index" in out and "(3 files)" in out
+    assert VaultConfig.load(vault).indexed
     res = run("fsck", str(vault), *pw, "--json")
-    assert json.loads(res.stdout)["protected"] == 2 and "not authenticated" not in res.stderr
+    report = json.loads(res.stdout)
+    assert report["protected"] == 2 and report["indexed"] and report["damaged"] == []
+    assert "not authenticated" not in res.stderr
+    assert "already in the current format" in run("upgrade", str(vault), *pw).stdout
+    # From now on a file copied over another's name is found, and the vault can adopt
+    # such a state on purpose (a restore from backup).
+    album = vault / "album"
+    shutil.copyfile(album / "tiny.png", album / "tiny.jpg")
+    res = run("fsck", str(vault), *pw, check=False)
+    assert res.returncode == 18 and "album/tiny.jpg: holds the file stored as " \
+        "album/tiny.png" in res.stdout, res.stdout
+    run("fsck", str(vault), *pw, "--rebuild-index")
+    run("fsck", str(vault), *pw)
+    (vault / ".sisafs" / "index").unlink()
+    res = run("fsck", str(vault), *pw, check=False)
+    assert res.returncode == EXIT_CONFIG and "index (.sisafs/index) is missing" in res.stderr
+    run("fsck", str(vault), *pw, "--rebuild-index")
     _edit(vault, ATTACKS["level"])
     res = run("fsck", str(vault), *pw, check=False)
     assert res.returncode == EXIT_CONFIG and "level (sealed 3, file 1)" in res.stderr
+
+
+def test_removing_the_index_flag_is_refused(sealed, tmp_path):
+    """Switching the vault index off by hand (to hide a rollback) is a sealed change."""
+    vault, passfile, src = _copy(sealed, tmp_path)
+    _edit(vault, lambda d: d["feature_flags"].remove("integrity-index-v1"))
+    for res in _refusals(vault, passfile, src, tmp_path):
+        assert res.returncode == EXIT_CONFIG, res.stderr
+        assert "changed behind sisafs's back" in res.stderr and "flags" in res.stderr

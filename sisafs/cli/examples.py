@@ -28,7 +28,8 @@ EXAMPLES: dict[str, list[tuple[str, str]]] = {
     ],
     "upgrade": [
         ("sisafs upgrade ~/Photos.vault", "seal the settings of a vault made by an older "
-         "version, so a hand edit of sisafs.conf is refused; asks for the passphrase"),
+         "version, so a hand edit of sisafs.conf is refused, and build its vault index; "
+         "asks for the passphrase"),
     ],
     "keygen": [
         ("sisafs keygen key.bin", "a new random 256-bit key file, mode 0600"),
@@ -85,6 +86,10 @@ EXAMPLES: dict[str, list[tuple[str, str]]] = {
         ("sisafs report ~/Photos --png sheet.png", "a contact sheet, from a mount"),
     ],
     "fsck": [
-        ("sisafs fsck ~/Photos.vault", "authenticate every file; exit 18 names the damage"),
+        ("sisafs fsck ~/Photos.vault", "authenticate every file and check it against the "
+         "vault index; exit 18 names each damaged, rolled-back, swapped, deleted or added "
+         "file"),
+        ("sisafs fsck ~/Photos.vault --rebuild-index", "after restoring the vault from a "
+         "backup on purpose: adopt its files as they are now"),
     ],
 }

@@ -102,7 +102,7 @@ def cmd_protect_tree(args) -> int:
     with exclusive_vault(vault):
         wcfg = worker_config(vault, keys, config.settings, args.level)
         session = Session.open(vault, master, config.settings,
-                               executor=make_executor(wcfg, spec))
+                               executor=make_executor(wcfg, spec), integrity=config.indexed)
         try:
             # The bar only on a terminal: a log or a pipe gets just the summary.
             bar = None if args.quiet or not sys.stderr.isatty() else sys.stderr

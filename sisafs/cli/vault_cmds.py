@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
 from sisafs.cli.common import check_settings, executor_destination, passphrase_args
 from sisafs.cli.keys_cmds import print_recovery_key, recovery_flag, unlock_vault
-from sisafs.errors import UsageError, VaultExistsError
+from sisafs.errors import DamageFound, UsageError, VaultExistsError
 
 
 def cmd_init(args) -> int:
@@ -16,6 +17,9 @@ def cmd_init(args) -> int:
     from sisafs.hygiene import wipe
     from sisafs.vault import pins
     from sisafs.vault.config import VaultConfig
+    from sisafs.vault.index import Index
+    from sisafs.vault.keys import VaultKeys
+    from sisafs.vault.layout import PRIVATE_DIR
     from sisafs.vault.passphrase import read_passphrase
 
     vault = Path(args.vault)
@@ -33,6 +37,8 @@ def cmd_init(args) -> int:
     recovery = config.add_recovery(master) if args.recovery else None
     config.changed = ""  # a new vault: no key has changed yet
     vault.mkdir(mode=0o700, parents=True, exist_ok=True)
+    (vault / PRIVATE_DIR).mkdir(mode=0o700, exist_ok=True)
+    Index.create(str(vault.resolve()), VaultKeys.from_master(master))  # before the flag
     config.save(vault)
     pins.remember(master)
     print(f"Created vault {vault} (security level {args.level}). "
@@ -46,29 +52,63 @@ def cmd_init(args) -> int:
 
 
 def cmd_upgrade(args) -> int:
-    """Seal the settings of a version 1 vault (one explicit step: an older sisafs can
-    no longer open the vault afterwards, and a recovery key is replaced)."""
+    """Bring a vault made by an older sisafs to the current format, in one explicit
+    step (an older sisafs can no longer open it afterwards): seal the settings of a
+    version 1 config (a recovery key is replaced), and build the vault index from the
+    files as they are, after checking every one (exit 18 if any is damaged)."""
+    from sisafs.fsck import check_vault
     from sisafs.hygiene import wipe
     from sisafs.vault import pins
-    from sisafs.vault.config import VaultConfig, locked
+    from sisafs.vault.config import FLAG_INDEX, VaultConfig, locked
+    from sisafs.vault.integrity import adopt_tree
+    from sisafs.vault.keys import VaultKeys
+    from sisafs.vault.layout import PRIVATE_DIR
+    from sisafs.vault.lock import lock_vault
     from sisafs.vault.passphrase import read_passphrase
 
     vault = Path(args.vault)
-    if VaultConfig.load(vault).sealed:
-        print(f"{vault}: settings already sealed (config version 2); nothing to do.")
+    first = VaultConfig.load(vault)
+    if first.sealed and first.indexed:
+        print(f"{vault}: already in the current format (settings sealed, vault index "
+              "kept); nothing to do.")
         return 0
     pw = read_passphrase(args.passfile, args.extpass)
-    with locked(vault):
-        config = VaultConfig.load(vault)
-        master = config.unlock(pw)
-        recovery = config.upgrade(master, pw)
-        config.save(vault)
+    recovery = None
+    lock_fd = lock_vault(vault, "upgrade")
+    try:
+        with locked(vault):
+            config = VaultConfig.load(vault)
+            master = config.unlock(pw)
+            if not config.sealed:
+                recovery = config.upgrade(master, pw)
+                config.save(vault)
+                print(f"Sealed the settings of {vault} (config version 2): a change made "
+                      "behind sisafs's back now makes mount, protect and fsck refuse, and "
+                      "only 'sisafs config' with the passphrase changes them.")
+            if not config.indexed:
+                root = str(vault.resolve())
+                keys = VaultKeys.from_master(master)
+                report = check_vault(root, keys)
+                if not report.clean:
+                    for f in report.damaged:
+                        print(f"  DAMAGED {f.path}: {f.problem}", file=sys.stderr)
+                    raise DamageFound(f"{len(report.damaged)} damaged file(s): the index "
+                                      "was not built (restore or delete them, then run "
+                                      "upgrade again)")
+                (vault / PRIVATE_DIR).mkdir(mode=0o700, exist_ok=True)
+                idx = adopt_tree(root, keys, set(), bind_xattrs=True)
+                idx.close()
+                config.verify_settings(master)
+                config.flags.append(FLAG_INDEX)
+                config.save(vault)
+                print(f"Built the vault index of {vault} ({len(idx.paths)} files): a file "
+                      "rolled back, cut, swapped, deleted or added behind sisafs's back is "
+                      "now refused (EIO) and named by 'sisafs fsck'.")
+    finally:
+        os.close(lock_fd)
     pins.remember(master)
     wipe(pw)
-    print(f"Sealed the settings of {vault} (config version 2): a change made behind "
-          "sisafs's back now makes mount, protect and fsck refuse, and only 'sisafs "
-          "config' with the passphrase changes them. sisafs older than this one can no "
-          "longer open the vault.")
+    print("sisafs older than this one can no longer open the vault.")
     if recovery:
         print("\nThe recovery key had to be replaced (a key slot cannot be re-sealed "
               "without its key); the old one no longer opens the vault.")
@@ -151,10 +191,13 @@ def register(sub) -> None:
     passphrase_args(s)
     s.set_defaults(func=cmd_init)
 
-    s = sub.add_parser("upgrade", help="seal the settings of a version 1 vault",
+    s = sub.add_parser("upgrade", help="bring a vault from an older sisafs to the current "
+                                       "format (sealed settings, vault index)",
                        description="Convert a vault's config to version 2: settings are "
                        "sealed under the master key, so a change behind sisafs's back "
-                       "makes mount, protect and fsck refuse (exit 11).")
+                       "makes mount, protect and fsck refuse (exit 11). Then check every "
+                       "file and build the vault index, so a file rolled back, cut, "
+                       "swapped, deleted or added behind sisafs's back is found.")
     s.add_argument("vault")
     passphrase_args(s)
     s.set_defaults(func=cmd_upgrade)

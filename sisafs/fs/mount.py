@@ -126,7 +126,7 @@ def _serve_locked(opts: MountOptions, root: str, master: bytes, config: VaultCon
                                                          opts.workers)
     private = Path(root) / PRIVATE_DIR
     private.mkdir(mode=0o700, exist_ok=True)
-    session = Session.open(root, master, settings, spec)
+    session = Session.open(root, master, settings, spec, integrity=config.indexed)
     vault, queue = session.vault, session.vault.jobs
     assert queue is not None and session.executor is not None
     ops = Operations(vault, os.getuid(), Control(vault, queue, opts), opts.allow_other)

@@ -350,6 +350,7 @@ class BulkRun:
             os.close(fd)
         try:
             _own_like(staged.fd, st)
+            self.vault.note_staged(dest, staged.fd)
         except BaseException:
             staged.discard()
             raise

@@ -59,8 +59,10 @@ SUPPORTED_VERSIONS = (1, 2)
 FLAG_KEY_SLOTS = "key-slots-v1"
 FLAG_SETTINGS_V2 = "settings-v2"
 FLAG_SEALED = "settings-sealed-v1"
+FLAG_INDEX = "integrity-index-v1"  # the vault index (vault/index.py) exists and is kept
 KNOWN_FLAGS = frozenset({"block-file-v1", "restore-record-v1", "kdf-argon2id", "kdf-scrypt",
-                         "people-store-v1", FLAG_KEY_SLOTS, FLAG_SETTINGS_V2, FLAG_SEALED})
+                         "people-store-v1", FLAG_KEY_SLOTS, FLAG_SETTINGS_V2, FLAG_SEALED,
+                         FLAG_INDEX})
 DEFAULT_SETTINGS: dict = {
     "level": 3,
     "workers": 0,  # 0 = one per CPU core
@@ -117,6 +119,11 @@ class VaultConfig:
         return FLAG_SEALED in self.flags
 
     @property
+    def indexed(self) -> bool:
+        """Whether the vault keeps an index (vault/index.py) that sessions must load."""
+        return FLAG_INDEX in self.flags
+
+    @property
     def _aad(self) -> bytes:
         return WRAP_AAD_SEALED if self.sealed else WRAP_AAD
 
@@ -129,7 +136,7 @@ class VaultConfig:
         """A new config with a fresh random master key; returns (config, master key)."""
         master = os.urandom(32)
         flags = ["block-file-v1", "restore-record-v1", "people-store-v1",
-                 f"kdf-{kdf.algorithm}", FLAG_SEALED]
+                 f"kdf-{kdf.algorithm}", FLAG_SEALED, FLAG_INDEX]
         cfg = cls(kdf, wrap_key(master, kdf.derive(passphrase), WRAP_AAD_SEALED), flags,
                   created=_now())
         cfg._seal_key = settings_seal.seal_key(master)

@@ -11,6 +11,8 @@ DIRTY_MARKER = "mounted"  # inside PRIVATE_DIR while a mount may have pending wo
 LOCK_NAME = "lock"  # inside PRIVATE_DIR: held exclusively by whoever writes the vault
 FAILURES_NAME = "failures.json"  # inside PRIVATE_DIR: why images stayed encrypted whole
 PEOPLE_FILE = "people.bin"
+INDEX_NAME = "index"  # inside PRIVATE_DIR: the sealed snapshot of the vault index
+INDEX_JOURNAL = "index.journal"  # inside PRIVATE_DIR: its changes since the snapshot
 
 RESERVED_AT_ROOT = frozenset({CONFIG_NAME, PRIVATE_DIR, CONTROL_NAME})
 

@@ -15,6 +15,7 @@ import stat
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from sisafs.vault.index import EMPTY_ID, Entry
 from sisafs.vault.inodes import ROOT
 from sisafs.vault.layout import is_hidden
 
@@ -134,7 +135,12 @@ class Names:
 
     def mknod(self, parent: int, name: str, mode: int, rdev: int, who: Caller) -> Node:
         path = self.inodes.child_path(parent, self.check_name(parent, name))
+        regular = stat.S_ISREG(mode)
+        if regular:
+            self.vault.note_new(path)
         os.mknod(path, stat.S_IFMT(mode) | 0o600, rdev)  # an empty regular file reads empty
+        if regular:
+            self.vault.note_set(path, EMPTY_ID, Entry("empty", 0))
         self._own(parent, path, mode, who)
         return self.lookup(parent, name)
 
@@ -142,6 +148,7 @@ class Names:
         """A new regular file, open for writing: (node, OpenFile)."""
         path = self.inodes.child_path(parent, self.check_name(parent, name))
         flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        self.vault.note_new(path)
         try:  # our own reads (sniffing at close) must not move the atime users set
             fd = os.open(path, flags | os.O_NOATIME, 0o600)
         except PermissionError:
@@ -159,7 +166,9 @@ class Names:
     def link(self, ino: int, parent: int, name: str) -> Node:
         path = self.inodes.child_path(parent, self.check_name(parent, name))
         self.vault.before_link(ino)
-        os.link(self.inodes.path(ino), path, follow_symlinks=False)
+        old = self.inodes.path(ino)
+        self.vault.note_link(old, path)
+        os.link(old, path, follow_symlinks=False)
         return self.lookup(parent, name)
 
     # -- removal and renames -----------------------------------------------------------
@@ -167,6 +176,7 @@ class Names:
         path = self.inodes.child_path(parent, self.check_name(parent, name))
         st = os.lstat(path)
         ino = self.inodes.ino_of_backing(st)
+        self.vault.note_drop(path)
         remove(path)
         self.inodes.unlinked(parent, name, ino)
         if ino is not None and st.st_nlink == 2 and stat.S_ISREG(st.st_mode):
@@ -191,6 +201,7 @@ class Names:
             raise FileExistsError(errno.EEXIST, new_name)
         if victim is not None and os.path.samestat(st, victim):
             return  # two links to one file: rename(2) does nothing and succeeds
+        self.vault.note_move(old, new)
         os.rename(old, new)
         if victim is not None:
             victim_ino = self.inodes.ino_of_backing(victim)

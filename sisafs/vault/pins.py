@@ -47,3 +47,38 @@ def seen_sealed(master: bytes) -> bool:
         return _pin(master).exists()
     except OSError:
         return False
+
+
+# -- the vault index's generation ------------------------------------------------------
+# The index (vault/index.py) counts its snapshots. The highest count this machine has
+# seen is kept here, so a whole vault put back to an earlier copy (config, index and
+# every file consistent with each other, which nothing inside the vault can tell
+# apart) is still refused on a machine that saw the newer one.
+_GEN_LABEL = b"sisafs index generation pin v1"
+
+
+def _gen_pin(key: bytes) -> Path:
+    return state_dir().parent / "index" / hmac.new(key, _GEN_LABEL,
+                                                   hashlib.sha256).hexdigest()[:32]
+
+
+def index_generation(key: bytes) -> int:
+    """The highest index generation seen here for the vault of `key` (0: none)."""
+    try:
+        return int(_gen_pin(key).read_text().strip() or 0)
+    except (OSError, ValueError):
+        return 0
+
+
+def remember_index_generation(key: bytes, generation: int) -> None:
+    """Best effort, like the sealed pin: never fails, only loses the guard."""
+    try:
+        path = _gen_pin(key)
+        if index_generation(key) >= generation:
+            return
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(str(generation))
+        os.replace(tmp, path)
+    except OSError:
+        pass

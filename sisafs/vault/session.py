@@ -8,6 +8,7 @@ nothing sets attributes on another object after construction.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,9 +16,13 @@ from pathlib import Path
 
 from sisafs.pipeline.executor import Executor, ExecutorSpec, make_executor
 from sisafs.pipeline.worker import WorkerConfig
+from sisafs.vault.index import Index
+from sisafs.vault.integrity import reconcile
 from sisafs.vault.keys import VaultKeys
 from sisafs.vault.layout import PEOPLE_FILE, PRIVATE_DIR
 from sisafs.vault.vault import Vault
+
+log = logging.getLogger(__name__)
 
 
 def worker_config(root: str | os.PathLike, keys: VaultKeys, settings: dict,
@@ -46,11 +51,22 @@ class Session:
     @classmethod
     def open(cls, root: str | os.PathLike, master: bytes, settings: dict,
              spec: ExecutorSpec | None = None, executor: Executor | None = None,
-             jobs: bool = True) -> Session:
+             jobs: bool = True, integrity: bool = False) -> Session:
         """An unlocked vault. `executor` (tests: an InlineExecutor) wins over `spec`;
-        jobs=False gives a vault that queues nothing (offline checks)."""
+        jobs=False gives a vault that queues nothing (offline checks). integrity: the
+        vault has an index (config flag integrity-index-v1): load it, and after an
+        unclean shutdown adopt what the unfinished session left (the caller holds the
+        vault lock); IndexTampered (exit 11) if it is missing or forged."""
         root = str(Path(root).resolve())
         keys = VaultKeys.from_master(master)
+        index = None
+        if integrity:
+            index = Index.load(root, keys)
+            if index.unclean:
+                adopted = reconcile(index, root, keys)
+                log.info("the last session did not finish; adopted %d file(s) it was "
+                         "changing: %s", len(adopted), ", ".join(adopted[:20]))
+            index.compact()
         if jobs and executor is None:
             executor = make_executor(worker_config(root, keys, settings),
                                      spec or ExecutorSpec.from_settings(settings))
@@ -63,9 +79,10 @@ class Session:
         vault = Vault(root, keys, executor if jobs else None,
                       cache_bytes=int(settings.get("cache_mb", 256)) << 20,
                       max_image_bytes=int(settings.get("max_image_mb", 256)) << 20,
-                      on_outcome=tell)
+                      on_outcome=tell, index=index)
         return cls(root, keys, executor, vault, outcomes)
 
     def close(self) -> None:
         if self.executor is not None:
             self.executor.shutdown()
+        self.vault.close()

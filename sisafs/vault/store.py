@@ -57,6 +57,7 @@ class Probe:
     path_name: str = ""  # protected images: "selective" / "fallback"
     version: bytes = b""  # protected images: the record's random file id, new per commit
     attempts: int = 0  # block files: failed protection attempts so far
+    file_id: bytes = b""  # block files: the header's id; protected images: = version
 
 
 def probe_fd(fd: int, keys: VaultKeys) -> Probe:
@@ -69,13 +70,13 @@ def probe_fd(fd: int, keys: VaultKeys) -> Probe:
             h = read_header_full(head, keys.block)
         except AuthenticationFailed as e:
             raise DamagedFile(str(e)) from None
-        return Probe(Kind.BLOCK, h.size, h.flags, attempts=h.attempts)
+        return Probe(Kind.BLOCK, h.size, h.flags, attempts=h.attempts, file_id=h.file_id)
     if codec.sniff(head):
         with os.fdopen(os.dup(fd), "rb") as f:
             header = codec.read_header(f)
         if header is not None:
             return Probe(Kind.PROTECTED, header.size(keys.image), 0, header.path_name,
-                         header.file_id)
+                         header.file_id, file_id=header.file_id)
     return Probe(Kind.FOREIGN, os.fstat(fd).st_size)
 
 
@@ -199,13 +200,15 @@ def stage(root: str, write: Callable[[int], None]) -> Staged:
 
 
 def install(staged: Staged, path: str, like: os.stat_result | None,
-            sync_dir: bool = True) -> os.stat_result:
+            sync_dir: bool = True,
+            xattr_value: Callable[[str, bytes], bytes] | None = None) -> os.stat_result:
     """Rename a staged replacement over `path`, carrying over what `stat` shows of the
     file it replaces (`like`: mode, owner, sisafs xattrs, then atime and mtime after the
-    rename) so a replacement is invisible to users. Returns the new backing stat."""
+    rename) so a replacement is invisible to users. Returns the new backing stat.
+    xattr_value(name, sealed) -> sealed: re-seals each xattr value for the new file."""
     try:
         if like is not None:
-            _copy_meta(path, staged.fd, like)
+            _copy_meta(path, staged.fd, like, xattr_value)
         os.rename(staged.path, path)
     except BaseException:
         staged.discard()
@@ -219,11 +222,15 @@ def install(staged: Staged, path: str, like: os.stat_result | None,
     return st
 
 
-def _copy_meta(src: str, fd: int, like: os.stat_result) -> None:
+def _copy_meta(src: str, fd: int, like: os.stat_result,
+               xattr_value: Callable[[str, bytes], bytes] | None = None) -> None:
     try:
         for name in os.listxattr(src, follow_symlinks=False):
             if name.startswith("user.sisafs."):
-                os.setxattr(fd, name, os.getxattr(src, name, follow_symlinks=False))
+                value = os.getxattr(src, name, follow_symlinks=False)
+                if xattr_value is not None:
+                    value = xattr_value(name, value)
+                os.setxattr(fd, name, value)
     except OSError:
         pass
     if os.geteuid() == 0:

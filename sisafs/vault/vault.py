@@ -33,7 +33,9 @@ from sisafs.formats.codec import sniff
 from sisafs.formats.errors import UnsupportedImage
 from sisafs.pipeline.executor import Executor
 from sisafs.vault.cache import RestoreCache
+from sisafs.vault.index import Entry, Index, file_digest
 from sisafs.vault.inodes import InodeTable
+from sisafs.vault.integrity import Checker
 from sisafs.vault.jobs import Job, JobQueue
 from sisafs.vault.keys import VaultKeys
 from sisafs.vault.names import Names
@@ -74,13 +76,18 @@ class JobInput:
 class Vault:
     def __init__(self, root: str, keys: VaultKeys, executor: Executor | None = None, *,
                  cache_bytes: int = 256 << 20, max_image_bytes: int = 256 << 20,
-                 runners: int | None = None, on_outcome=None):
+                 runners: int | None = None, on_outcome=None, index: Index | None = None):
         self.root = root
         self.keys = keys
+        # The vault index (vault/index.py): None for vaults from before it (until
+        # `sisafs upgrade`). Every change of what a name holds is journaled there.
+        self.checker = Checker(index) if index is not None else None
+        self.index = index
+        self._writing: set[int] = set()  # inodes whose content is in flux (journaled)
         self.max_image_bytes = max_image_bytes
         self.cache = RestoreCache(cache_bytes)
         self.inodes = InodeTable(root)
-        self.xattrs = XattrStore(keys)
+        self.xattrs = XattrStore(keys, self.xattr_binding)
         self.names = Names(self)
         self._open: dict[int, OpenFile] = {}
         self._gen: dict[int, int] = {}
@@ -100,6 +107,90 @@ class Vault:
 
     def rel(self, path: str | None) -> str:
         return os.path.relpath(path, self.root) if path else ""
+
+    # -- the vault index ---------------------------------------------------------------
+    def xattr_binding(self, path: str) -> bytes:
+        """What a sealed xattr value is bound to besides its name: the file id the
+        index gives its name (b"" without an index, and for directories)."""
+        if self.index is None:
+            return b""
+        return self.index.paths.get(self.rel(path), "").encode()
+
+    def note_new(self, path: str) -> None:
+        """A regular file is about to be created at `path` (Names, before the syscall)."""
+        if self.index is not None:
+            self.index.new(self.rel(path))
+
+    def note_set(self, path: str, file_id: str, entry: Entry | None = None) -> None:
+        if self.index is not None:
+            self.index.set(self.rel(path), file_id, entry)
+
+    def note_staged(self, path: str, fd: int) -> None:
+        """Bulk mode (any thread): a staged block file is about to be renamed to `path`."""
+        if self.index is not None:
+            p = probe_fd(fd, self.keys)
+            self.index.set(self.rel(path), p.file_id.hex(),
+                           Entry("block", p.plain_size, file_digest(fd)))
+
+    def note_link(self, old: str, new: str) -> None:
+        if self.index is not None:
+            self.index.link(self.rel(old), self.rel(new))
+
+    def note_drop(self, path: str) -> None:
+        if self.index is not None:
+            self.index.drop(self.rel(path))
+
+    def note_move(self, old: str, new: str) -> None:
+        if self.index is not None:
+            self.index.move(self.rel(old), self.rel(new))
+
+    def _check(self, path: str, fd: int, p: Probe) -> None:
+        """Refuse a backing file that is not the one the index expects at its name."""
+        if self.checker is None:
+            return
+        rel = self.rel(path)
+        problem = self.checker.problem(rel, fd, p)
+        if problem:
+            log.warning("%s: %s", rel, problem)
+            raise DamagedFile(f"{rel}: {problem}")
+
+    def _note_writing(self, of: OpenFile) -> None:
+        """Before the first change to an open file's bytes: journal that they are in
+        flux, so a crash before the last writer closes is not taken for tampering."""
+        if self.index is not None and of.block is not None and of.ino not in self._writing:
+            self.index.writing(of.block.file_id.hex())
+            self._writing.add(of.ino)
+
+    def _note_written(self, of: OpenFile) -> None:
+        if self.checker is not None and of.block is not None and of.ino in self._writing:
+            self._writing.discard(of.ino)
+            of.sync()
+            self.checker.written(of.fd, of.block.file_id, of.block.size)
+
+    def _new_block(self, of: OpenFile, fd: int, writable: bool, path: str) -> None:
+        """An empty file becomes a block file (a new id at its name)."""
+        old = self.xattr_binding(path)
+        self.note_new(path)
+        of.bind(fd, writable, Kind.BLOCK, BlockFile.create(fd, self.keys.block))
+        assert of.block is not None
+        self.note_set(path, of.block.file_id.hex())
+        self._bump(of.ino)
+        new = self.xattr_binding(path)
+        if old != new:
+            for name in os.listxattr(path, follow_symlinks=False):
+                v = os.getxattr(path, name, follow_symlinks=False)
+                os.setxattr(path, name, self.xattrs.rebind(name, v, old, new),
+                            follow_symlinks=False)
+
+    def close(self) -> None:
+        """End of the session, everything released: fold the journal into a snapshot."""
+        if self.index is None:
+            return
+        if self._writing:  # stopped early with writers open: the next mount recovers
+            self.index.sync()
+        else:
+            self.index.compact()
+        self.index.close()
 
     def _bump(self, ino: int) -> None:
         self._gen[ino] = self._gen.get(ino, 0) + 1
@@ -164,6 +255,8 @@ class Vault:
             self._open[ino] = of
         elif write:
             self._make_writable(of, truncate)
+        if write:
+            self._note_writing(of)
         if write and truncate:
             self.truncate_open(of, 0)
         of.refs += 1
@@ -174,8 +267,11 @@ class Vault:
         """Adopt a file the adapter just created (empty, open O_RDWR)."""
         of = OpenFile(ino)
         of.bind(fd, True, Kind.BLOCK, BlockFile.create(fd, self.keys.block))
+        assert of.block is not None
+        self.note_set(self.inodes.path(ino), of.block.file_id.hex())
         self._open[ino] = of
         self._bump(ino)
+        self._note_writing(of)
         of.refs, of.writers, of.dirty = 1, 1, True
         return of
 
@@ -184,8 +280,10 @@ class Vault:
         the key; anything only stored encrypted is refused (EACCES)."""
         fd = open_backing(self.inodes.path(ino), os.O_RDONLY)
         try:
-            if probe_fd(fd, self.keys).kind is not Kind.PROTECTED:
+            p = probe_fd(fd, self.keys)
+            if p.kind is not Kind.PROTECTED:
                 raise PermissionError(errno.EACCES, "stored encrypted: key holders only")
+            self._check(self.inodes.path(ino), fd, p)
         except BaseException:
             os.close(fd)
             raise
@@ -211,6 +309,7 @@ class Vault:
         fd, writable = self._open_fd(path, write)
         try:
             p = probe_fd(fd, self.keys)
+            self._check(path, fd, p)
             if p.kind is Kind.PROTECTED and write:
                 os.close(fd)
                 fd = -1
@@ -218,8 +317,7 @@ class Vault:
                 return
             if p.kind is Kind.EMPTY:
                 if write:
-                    of.bind(fd, writable, Kind.BLOCK, BlockFile.create(fd, self.keys.block))
-                    self._bump(of.ino)
+                    self._new_block(of, fd, writable, path)
                 else:
                     of.bind(fd, writable, Kind.EMPTY, restored=b"")
             elif p.kind is Kind.BLOCK:
@@ -258,8 +356,7 @@ class Vault:
                 block.retarget(fd)
             of.bind(fd, True, of.kind, block, of.restored, of.version)
         if of.kind is Kind.EMPTY:
-            of.bind(of.fd, True, Kind.BLOCK, BlockFile.create(of.fd, self.keys.block))
-            self._bump(of.ino)
+            self._new_block(of, of.fd, True, self.inodes.path(of.ino))
 
     def _to_block(self, of: OpenFile | None, path: str, keep: bool = True) -> os.stat_result:
         """Turn a protected image back into a block file before it is modified: a
@@ -273,8 +370,8 @@ class Vault:
                 data = read_plaintext(fd, self.keys, self.cache)
             finally:
                 os.close(fd)
-        new = install(stage(self.root, lambda out: write_block_file(out, self.keys, data)),
-                      path, st)
+        staged = stage(self.root, lambda out: write_block_file(out, self.keys, data))
+        new = self._replace(staged, path, st, sync_dir=True)
         ino = of.ino if of is not None else self.inodes.ino_of_backing(st)
         if ino is not None:
             self.inodes.rebind(ino, new)
@@ -319,6 +416,8 @@ class Vault:
             of.dirty = False
             self._deferred.discard(of.ino)
             self._written(of)
+        if of.writers == 0:
+            self._note_written(of)
         if of.refs == 0:
             of.close()
             if self._open.get(of.ino) is of:
@@ -351,6 +450,8 @@ class Vault:
     def fsync(self, of: OpenFile) -> None:
         of.sync()
         os.fsync(of.fd)
+        if self.index is not None:
+            self.index.sync()
 
     def links_changed(self, ino: int) -> None:
         """A name of `ino` went away: an image left with one link can be protected."""
@@ -416,6 +517,11 @@ class Vault:
         try:
             st = os.fstat(fd)
             p = probe_fd(fd, self.keys)
+            try:
+                self._check(path, fd, p)
+            except DamagedFile:
+                os.close(fd)
+                return None  # never protect (and so launder) a file put back or swapped
             if p.kind is not Kind.BLOCK or not (
                     p.flags & FLAG_PENDING
                     or p.flags & FLAG_FAILED and p.attempts < MAX_ATTEMPTS):
@@ -477,7 +583,7 @@ class Vault:
         # FUSE request behind a journal commit. The temp file was fsynced before the
         # rename, so after a crash the name holds either the protected image or the
         # still-pending block file (queued again at mount); unmount ends in syncfs.
-        new = install(staged, path, st, sync_dir=False)
+        new = self._replace(staged, path, st, sync_dir=False)
         self.inodes.rebind(job.ino, new)
         fd = open_backing(path, os.O_RDONLY)
         try:
@@ -512,7 +618,12 @@ class Vault:
                 of.bind(fd, True, Kind.BLOCK, self._block(fd))
             assert of.block is not None
             attempts = of.block.attempts + 1 if failed else None
+            mine = ino not in self._writing  # else the last writer's close records it
+            if mine and self.index is not None:
+                self.index.writing(of.block.file_id.hex())
             of.set_flags((of.block.flags & ~(FLAG_PENDING | FLAG_FAILED)) | flags, attempts)
+            if mine and self.checker is not None:
+                self.checker.written(of.fd, of.block.file_id, of.block.size)
             shared = self._open.get(ino)
             if shared is not None and shared.block is not None and shared is not of:
                 shared.block.flags, shared.block.attempts = of.block.flags, of.block.attempts
@@ -521,3 +632,19 @@ class Vault:
         finally:
             if fd >= 0:
                 os.close(fd)
+
+    def _replace(self, staged: Staged, path: str, st: os.stat_result,
+                 sync_dir: bool) -> os.stat_result:
+        """Rename a staged block file or protected image over `path`: journaled first
+        (the name's new file id), xattrs sealed again for the new id."""
+        old_id = self.xattr_binding(path)
+        if self.index is not None:
+            p = probe_fd(staged.fd, self.keys)
+            if p.kind is Kind.BLOCK:
+                entry = Entry("block", p.plain_size, file_digest(staged.fd))
+            else:
+                entry = Entry("image", p.plain_size)
+            self.index.set(self.rel(path), p.file_id.hex(), entry)
+        new_id = self.xattr_binding(path)
+        return install(staged, path, st, sync_dir=sync_dir,
+                       xattr_value=lambda name, v: self.xattrs.rebind(name, v, old_id, new_id))

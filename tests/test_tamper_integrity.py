@@ -1,0 +1,233 @@
+"""Tamper suite, whole-file rows (issue 10): an attacker who can write the backing
+directory cuts, zeroes, replays, rolls back, swaps, deletes and adds files, and swaps
+xattr values. Each attack gives EIO on read and an fsck finding naming the file;
+the vault index itself refuses to load if deleted or forged. Tier: in-process (the
+filesystem operations and the vault, no FUSE)."""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from inproc import FS, _call, small_jpeg
+
+from sisafs.crypto.blockfile import HEADER_SIZE, SLOT
+from sisafs.errors import ConfigError
+from sisafs.fsck import check_vault
+from sisafs.vault.index import Index, IndexTampered
+from sisafs.vault.layout import INDEX_JOURNAL, INDEX_NAME, PRIVATE_DIR
+
+DOC = bytes(range(256)) * 64  # 16 KiB: four blocks
+
+
+class Vault:
+    """A vault with two documents, two protected photos and one xattr each; copies of
+    every backing file as it was before the last change (an attacker's old copies)."""
+
+    def __init__(self, root: Path):
+        self.fs = FS(root)
+        fs = self.fs
+        fs.write_file("/a.bin", DOC)
+        fs.write_file("/b.bin", DOC[::-1])
+        fs.write_file("/p.jpg", small_jpeg(1, (160, 120)))
+        fs.write_file("/q.jpg", small_jpeg(2, (160, 120)))
+        fs.protect_all()
+        fs.unmount_remount()
+        self.old = {n: (root / n).read_bytes() for n in ("a.bin", "b.bin", "p.jpg", "q.jpg")}
+        # The current versions: a.bin rewritten in place, p.jpg replaced and protected.
+        fh = fs.open("/a.bin", os.O_WRONLY)
+        fs.write(fh, 4096, b"N" * 4096)
+        fs.close(fh)
+        fs.write_file("/p.jpg", small_jpeg(3, (160, 120)))
+        fs.protect_all()
+        for n in ("a.bin", "b.bin"):
+            fs.ops.vault.names.setxattr(fs.ino("/" + n), b"user.tag", n.encode())
+        fs.unmount_remount()
+        self.root = root
+
+    def backing(self, name: str) -> Path:
+        return self.root / name
+
+    def read(self, name: str) -> bytes:
+        self.fs.unmount_remount()  # a fresh open, as after a remount
+        return self.fs.read_file("/" + name)
+
+    def fsck(self) -> dict[str, str]:
+        root = str(self.root.resolve())
+        report = check_vault(root, self.fs.vault.keys,
+                             index=Index.load(root, self.fs.vault.keys))
+        return {f.path: f.problem for f in report.damaged}
+
+
+@pytest.fixture
+def v(tmp_path) -> Vault:
+    return Vault(tmp_path / "vault")
+
+
+def _eio(v: Vault, name: str) -> None:
+    with pytest.raises(OSError) as e:
+        v.read(name)
+    assert e.value.errno == errno.EIO
+
+
+def test_untouched_vault_reads_back_and_is_clean(v):
+    assert v.read("b.bin") == DOC[::-1]
+    assert v.read("a.bin") == DOC[:4096] + b"N" * 4096 + DOC[8192:]
+    assert v.fsck() == {}
+
+
+@pytest.mark.parametrize("length", [0, HEADER_SIZE, HEADER_SIZE + SLOT, HEADER_SIZE + 100,
+                                    "minus1"])
+def test_truncation_to_any_length(v, length):
+    p = v.backing("b.bin")
+    os.truncate(p, p.stat().st_size - 1 if length == "minus1" else length)
+    _eio(v, "b.bin")
+    found = v.fsck()
+    assert list(found) == ["b.bin"]
+    if length == 0:
+        assert "cut to 0 bytes" in found["b.bin"]
+
+
+def test_truncated_protected_image(v):
+    p = v.backing("q.jpg")
+    os.truncate(p, 0)
+    _eio(v, "q.jpg")
+    assert "cut to 0 bytes" in v.fsck()["q.jpg"]
+
+
+def test_zeroed_block(v):
+    p = v.backing("b.bin")
+    with open(p, "r+b") as f:
+        f.seek(HEADER_SIZE + SLOT)
+        f.write(bytes(SLOT))
+    _eio(v, "b.bin")
+    assert list(v.fsck()) == ["b.bin"]
+
+
+def test_replayed_block(v):
+    p = v.backing("a.bin")
+    old = v.old["a.bin"][HEADER_SIZE + SLOT : HEADER_SIZE + 2 * SLOT]
+    with open(p, "r+b") as f:
+        f.seek(HEADER_SIZE + SLOT)
+        f.write(old)
+    _eio(v, "a.bin")
+    assert "not the version sisafs last wrote" in v.fsck()["a.bin"]
+
+
+def test_replayed_header(v):
+    """The header of a shorter earlier version (same file id) put back."""
+    fs = v.fs
+    fh = fs.open("/b.bin", os.O_WRONLY | os.O_APPEND)
+    fs.write(fh, len(DOC), b"tail" * 1000)
+    fs.close(fh)
+    fs.unmount_remount()
+    p = v.backing("b.bin")
+    with open(p, "r+b") as f:
+        f.write(v.old["b.bin"][:HEADER_SIZE])
+    _eio(v, "b.bin")
+    assert "old header put back" in v.fsck()["b.bin"]
+
+
+@pytest.mark.parametrize("name", ["a.bin", "p.jpg"])
+def test_rolled_back_file(v, name):
+    v.backing(name).write_bytes(v.old[name])
+    _eio(v, name)
+    assert list(v.fsck()) == [name]
+
+
+def test_file_copied_over_another(v):
+    shutil.copyfile(v.backing("a.bin"), v.backing("b.bin"))
+    _eio(v, "b.bin")
+    assert "holds the file stored as a.bin" in v.fsck()["b.bin"]
+    shutil.copyfile(v.backing("p.jpg"), v.backing("q.jpg"))
+    assert "holds the file stored as p.jpg" in v.fsck()["q.jpg"]
+
+
+def test_deleted_and_added_files(v):
+    os.unlink(v.backing("q.jpg"))
+    shutil.copyfile(v.backing("a.bin"), v.backing("copy.bin"))
+    (v.root / "foreign.txt").write_bytes(b"put there by someone else")
+    found = v.fsck()
+    assert "deleted" in found["q.jpg"]
+    assert "added behind sisafs's back" in found["copy.bin"]
+    assert "foreign.txt" in found
+    _eio(v, "copy.bin")
+
+
+def test_swapped_xattr_values(v):
+    a, b = v.backing("a.bin"), v.backing("b.bin")
+    va = os.getxattr(a, "user.sisafs.x.tag")
+    vb = os.getxattr(b, "user.sisafs.x.tag")
+    os.setxattr(a, "user.sisafs.x.tag", vb)
+    os.setxattr(b, "user.sisafs.x.tag", va)
+    v.fs.unmount_remount()
+    with pytest.raises(OSError) as e:
+        _call(v.fs.ops.getxattr, v.fs.ino("/a.bin"), b"user.tag", v.fs.ctx)
+    assert e.value.errno == errno.EIO
+    found = v.fsck()
+    assert "xattr user.tag" in found["a.bin"] and "xattr user.tag" in found["b.bin"]
+
+
+def test_xattrs_follow_a_protection_commit(tmp_path):
+    fs = FS(tmp_path / "vault")
+    fs.write_file("/x.jpg", small_jpeg(5, (160, 120)))
+    fs.ops.vault.names.setxattr(fs.ino("/x.jpg"), b"user.where", b"home")
+    fs.protect_all()
+    fs.unmount_remount()
+    assert fs.vault.is_protected(fs.ino("/x.jpg"))
+    assert fs.ops.vault.names.getxattr(fs.ino("/x.jpg"), b"user.where") == b"home"
+
+
+def test_index_deleted_or_forged_refuses_the_vault(v):
+    private = v.root / PRIVATE_DIR
+    snapshot = (private / INDEX_NAME).read_bytes()
+    assert issubclass(IndexTampered, ConfigError)  # exit 11
+    (private / INDEX_NAME).unlink()
+    with pytest.raises(IndexTampered, match="missing"):
+        Index.load(str(v.root), v.fs.vault.keys)
+    (private / INDEX_NAME).write_bytes(snapshot[:-1] + bytes([snapshot[-1] ^ 1]))
+    with pytest.raises(IndexTampered, match="does not authenticate"):
+        Index.load(str(v.root), v.fs.vault.keys)
+
+
+def test_journal_records_cannot_be_edited_or_reordered(v):
+    fs = v.fs
+    fs.write_file("/c.bin", b"c")
+    fs.write_file("/d.bin", b"d")
+    # No clean unmount: the journal holds this session's records.
+    j = (v.root / PRIVATE_DIR / INDEX_JOURNAL).read_bytes()
+    assert len(j) > 16
+    n = int.from_bytes(j[16:20], "big")
+    rest = j[20 + n:]
+    swapped = j[:16] + rest[: 4 + int.from_bytes(rest[:4], "big")] + j[16 : 20 + n]
+    (v.root / PRIVATE_DIR / INDEX_JOURNAL).write_bytes(swapped + j[len(swapped):])
+    with pytest.raises(IndexTampered, match="journal"):
+        Index.load(str(v.root), fs.vault.keys)
+
+
+def test_crash_mid_write_is_not_taken_for_tampering(v):
+    fs = v.fs
+    fh = fs.open("/b.bin", os.O_WRONLY)
+    fs.write(fh, 100, b"x" * 5000)
+    fs.crash()
+    assert v.fsck() == {}
+    got = fs.read_file("/b.bin")
+    assert len(got) == len(DOC)
+
+
+def test_whole_vault_put_back_is_refused_on_a_machine_that_saw_it_newer(v):
+    """Config, index and every file rolled back together: nothing inside the vault can
+    tell, but this machine pinned the index generation it last saw."""
+    old_copy = v.root.parent / "old"
+    v.fs.session.close()
+    shutil.copytree(v.root, old_copy)
+    v.fs._mount()
+    v.fs.write_file("/new.bin", b"later")
+    v.fs.unmount_remount()
+    shutil.rmtree(v.root)
+    shutil.copytree(old_copy, v.root)
+    with pytest.raises(IndexTampered, match="put back to an earlier copy"):
+        Index.load(str(v.root), v.fs.vault.keys)
