@@ -231,3 +231,42 @@ def test_whole_vault_put_back_is_refused_on_a_machine_that_saw_it_newer(v):
     shutil.copytree(old_copy, v.root)
     with pytest.raises(IndexTampered, match="put back to an earlier copy"):
         Index.load(str(v.root), v.fs.vault.keys)
+
+
+@pytest.mark.parametrize("end", ["remount", "crash"])
+def test_no_false_alarm_for_directory_renames_links_and_replacing_renames(tmp_path, end):
+    """Namespace changes the index must follow: a directory renamed with files below
+    it, a rename over an existing file (an editor's save), a hard link and an unlink,
+    an empty file made by mknod."""
+    import stat as st_
+
+    from inproc import _call
+
+    fs = FS(tmp_path / "vault")
+    fs.mkdir("/d")
+    fs.mkdir("/d/e")
+    fs.write_file("/d/e/x.bin", b"x" * 5000)
+    fs.write_file("/d/y.jpg", small_jpeg(7, (96, 64)))
+    fs.write_file("/keep.txt", b"old")
+    fs.protect_all()
+    fs.rename("/d", "/moved")
+    fs.write_file("/.keep.txt.swp", b"new content")
+    fs.rename("/.keep.txt.swp", "/keep.txt")
+    fs.link("/moved/e/x.bin", "/x-link.bin")
+    fh = fs.open("/x-link.bin", os.O_WRONLY)
+    fs.write(fh, 0, b"L")
+    fs.close(fh)
+    fs.unlink("/moved/e/x.bin")
+    parent, name = fs._parent("/empty")
+    _call(fs.ops.mknod, parent, name, st_.S_IFREG | 0o644, 0, fs.ctx)
+    if end == "crash":
+        fs.crash()
+    else:
+        fs.unmount_remount()
+    assert fs.read_file("/moved/y.jpg") == small_jpeg(7, (96, 64))
+    assert fs.read_file("/keep.txt") == b"new content"
+    assert fs.read_file("/x-link.bin") == b"L" + b"x" * 4999
+    assert fs.read_file("/empty") == b""
+    root = str(fs.root.resolve())
+    report = check_vault(root, fs.vault.keys, index=Index.load(root, fs.vault.keys))
+    assert report.damaged == []
