@@ -359,3 +359,30 @@ def reserve(fd: int, end: int) -> None:
         err = ctypes.get_errno()
         if err in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
             raise OSError(err, os.strerror(err))
+
+
+def content_digest(fd: int) -> str:
+    """SHA-256 over what pins down a block file's whole content: its header, its
+    length and every slot's GCM tag, in order. A tag authenticates its slot's nonce and
+    ciphertext under a key only key holders have, so any slot put back from another
+    version (or zeroed) changes the digest, and a slot altered in place fails its own
+    tag; hashing 16 bytes per 4 KiB block instead of all of them makes the vault
+    index's check at open and its update at close cost a read, not a full hash."""
+    head = os.pread(fd, HEADER_SIZE, 0)
+    h = sha256(head)
+    h.update(os.fstat(fd).st_size.to_bytes(8, "big"))
+    size = int.from_bytes(head[24:32], "big") if len(head) == HEADER_SIZE else 0
+    full, rest = divmod(size, BLOCK)
+    step = 256  # slots per read
+    for first in range(0, full, step):
+        n = min(step, full - first)
+        raw = os.pread(fd, n * SLOT, HEADER_SIZE + first * SLOT)
+        view = memoryview(raw)
+        for k in range(len(raw) // SLOT):
+            h.update(view[(k + 1) * SLOT - 16 : (k + 1) * SLOT])
+        if len(raw) < n * SLOT:
+            h.update(b"short")
+            return h.hexdigest()
+    if rest:
+        h.update(os.pread(fd, 16, HEADER_SIZE + full * SLOT + rest + OVERHEAD - 16))
+    return h.hexdigest()

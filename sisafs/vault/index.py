@@ -9,7 +9,8 @@ elsewhere. gocryptfs detects none of rollback, swaps or deletion. The index does
 
     path -> file id          (block file: its header's id; protected image: its
                               record's id, new with every commit; empty file: "-")
-    file id -> kind, size, digest   (block files: SHA-256 of the whole backing file)
+    file id -> kind, size, digest   (block files: SHA-256 of header, length and
+                                     every block's tag; blockfile.content_digest)
 
 Hard links share one id, so a write through one name updates what both expect.
 
@@ -29,7 +30,6 @@ an earlier consistent copy; docs/threat-model.md says so.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -38,6 +38,7 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from sisafs.crypto.blockfile import content_digest
 from sisafs.crypto.errors import AuthenticationFailed
 from sisafs.errors import ConfigError
 from sisafs.vault import pins
@@ -62,17 +63,12 @@ class IndexTampered(ConfigError):
 class Entry:
     kind: str  # "block", "image" or "empty"
     size: int  # plaintext size
-    digest: str = ""  # block files: SHA-256 of the backing file; else ""
+    digest: str = ""  # block files: blockfile.content_digest; else ""
 
 
 def file_digest(fd: int) -> str:
-    """SHA-256 of a whole backing file, read through the page cache."""
-    h = hashlib.sha256()
-    off = 0
-    while chunk := os.pread(fd, 1 << 20, off):
-        h.update(chunk)
-        off += len(chunk)
-    return h.hexdigest()
+    """What the index records of a block file's bytes (crypto/blockfile.py)."""
+    return content_digest(fd)
 
 
 def _private(root: str, name: str) -> str:
