@@ -270,3 +270,29 @@ def test_no_false_alarm_for_directory_renames_links_and_replacing_renames(tmp_pa
     root = str(fs.root.resolve())
     report = check_vault(root, fs.vault.keys, index=Index.load(root, fs.vault.keys))
     assert report.damaged == []
+
+
+def test_a_journal_append_that_fails_leaves_no_torn_record(tmp_path, monkeypatch):
+    """A full disk during a journal append: the change is refused, and the records
+    after it still replay (a torn record in the middle would read as forged)."""
+    fs = FS(tmp_path / "vault")
+    fs.write_file("/a.bin", b"a")
+    real_write = os.write
+    calls = {"n": 0}
+
+    def short_once(fd, data):
+        if fd == fs.vault.index._jfd and calls["n"] == 0:
+            calls["n"] += 1
+            real_write(fd, data[: len(data) // 2])
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", short_once)
+    with pytest.raises(OSError) as e:
+        fs.write_file("/b.bin", b"b")
+    assert e.value.errno == errno.ENOSPC
+    monkeypatch.setattr(os, "write", real_write)
+    fs.write_file("/c.bin", b"c")
+    Index.load(str(fs.root.resolve()), fs.vault.keys)  # replays: no torn record
+    fs.crash()
+    assert fs.read_file("/a.bin") == b"a" and fs.read_file("/c.bin") == b"c"

@@ -30,6 +30,8 @@ an earlier consistent copy; docs/threat-model.md says so.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import logging
 import os
@@ -219,8 +221,16 @@ class Index:
             blob = self.keys.seal_state(json.dumps(list(ops), separators=(",", ":"))
                                         .encode(), self._aad(self.seq + 1))
             data = _LEN.pack(len(blob)) + blob
-            if os.write(self._jfd, data) != len(data):
-                raise OSError(28, "index journal: short write")
+            end = os.lseek(self._jfd, 0, os.SEEK_END)
+            try:
+                if os.write(self._jfd, data) != len(data):
+                    raise OSError(errno.ENOSPC, "index journal: short write")
+            except OSError:
+                # A torn record followed by later ones would read as forged: cut it,
+                # and the change it announced is refused (the caller's syscall fails).
+                with contextlib.suppress(OSError):
+                    os.ftruncate(self._jfd, end)
+                raise
             self.seq += 1
             for op in ops:
                 self._apply(op, tolerant=False)

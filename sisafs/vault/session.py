@@ -8,6 +8,7 @@ nothing sets attributes on another object after construction.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 from collections.abc import Callable
@@ -66,7 +67,13 @@ class Session:
                 adopted = reconcile(index, root, keys)
                 log.info("the last session did not finish; adopted %d file(s) it was "
                          "changing: %s", len(adopted), ", ".join(adopted[:20]))
-            index.compact()
+            try:
+                index.compact()
+            except OSError as e:
+                if e.errno != errno.EROFS:
+                    raise
+                log.info("read-only backing directory: the vault index is checked, "
+                         "not rewritten")
         if jobs and executor is None:
             executor = make_executor(worker_config(root, keys, settings),
                                      spec or ExecutorSpec.from_settings(settings))
