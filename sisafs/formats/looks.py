@@ -21,7 +21,7 @@ LOOKS = ("blur", "pixelate", "noise", "solid")
 BLUR_CELLS = 6  # information left across the larger side of a blurred region
 PIXELATE_CELLS = 8
 NOISE_CELL = 8  # least pixels per keyed noise cell
-NOISE_CELLS_ACROSS = 6  # cells across a region's smaller side (as the JPEG look)
+NOISE_CELLS_ACROSS = 3  # cells across a region's smaller side (as the JPEG look)
 MAX_NOISE_CELL = 128  # pixels
 
 
@@ -69,12 +69,12 @@ def noise_cell(shape: tuple[int, ...]) -> int:
 
 def noise_cells(key: bytes, index: int, shape: tuple[int, ...], cell: int = NOISE_CELL
                 ) -> np.ndarray:
-    """Keyed bytes (0..255) of `shape` (h, w, c), constant over cell x cell squares:
-    as unreadable as per-pixel noise, and encoders can still compress it (per-pixel
-    noise tripled file sizes)."""
+    """Keyed bytes (0..255) of `shape` (h, w, c), constant over cell x cell squares and
+    equal in every channel (grey, as the JPEG look): as unreadable as per-pixel noise,
+    and encoders can still compress it (per-pixel noise tripled file sizes)."""
     h, w, c = shape
     ch, cw = -(-h // cell), -(-w // cell)
-    raw = keyed_noise(key, ch * cw * c, index).reshape(ch, cw, c)
+    raw = np.repeat(keyed_noise(key, ch * cw, index).reshape(ch, cw, 1), c, axis=2)
     return np.repeat(np.repeat(raw, cell, axis=0), cell, axis=1)[:h, :w]
 
 
