@@ -91,12 +91,40 @@ def backing_of(t: Target) -> Path:
     return t.vault if isinstance(t, Sisafs) else t.backing
 
 
+def daemon_pid(t: Target) -> int | None:
+    """The process serving the mount (its worker processes are not counted)."""
+    if isinstance(t, Sisafs):
+        ctrl = t.mnt / ".sisafs-control"
+        return json.loads(os.getxattr(ctrl, "user.sisafs.status"))["pid"]
+    needle = str(t.backing if isinstance(t, Gocryptfs) else t.mnt).encode()
+    for p in os.listdir("/proc"):
+        try:
+            cmd = Path(f"/proc/{p}/cmdline").read_bytes() if p.isdigit() else b""
+        except OSError:
+            continue
+        if needle in cmd and b"fusermount" not in cmd:
+            return int(p)
+    return None
+
+
+def cpu_s(pid: int | None) -> float:
+    """User + system CPU seconds of a process, all its threads (0 if unknown)."""
+    if pid is None:
+        return 0.0
+    f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def measure(t: Target, files: list[Path]) -> dict:
+    """Times, and the serving daemon's CPU seconds per phase (`*_cpu`): CPU time
+    hardly depends on other users' load, so it compares targets across runs too."""
     originals = {f.name: f for f in files}
     out: dict = {"target": t.name}
     t.mount()
-    start = time.perf_counter()
+    pid = daemon_pid(t)
+    c0, start = cpu_s(pid), time.perf_counter()
     out["copy_s"] = copy_in(files, t.root)
+    out["copy_cpu"] = cpu_s(pid) - c0
     if isinstance(t, Sisafs):
         st = wait_drained(t)
         out["drain_s"] = time.perf_counter() - start
@@ -105,8 +133,12 @@ def measure(t: Target, files: list[Path]) -> dict:
     t.unmount()
     drop_pages(backing_of(t))
     t.mount()
+    pid = daemon_pid(t)
+    c0 = cpu_s(pid)
     out["first_read_s"] = read_check(t.root, originals)
+    c1 = cpu_s(pid)
     out["cached_s"] = read_check(t.root, originals)
+    out["first_read_cpu"], out["cached_cpu"] = c1 - c0, cpu_s(pid) - c1
     t.unmount()
     if isinstance(t, Sisafs):
         ratios = [(t.vault / n).stat().st_size / f.stat().st_size for n, f in originals.items()]
@@ -144,6 +176,12 @@ def table(name: str, files: list[Path], results: list[dict]) -> str:
         if ref in by:
             rows.append(f"| {ref} | " + " | ".join(
                 f"{by[ref][k] / s[k]:.2f}x" for _, k in METRICS) + " |")
+    rows += ["", "Serving daemon's CPU, ms per photo (10 ms clock ticks; workers not counted):",
+             "", "| target | " + " | ".join(m for m, _ in METRICS) + " |", "|---|---|---|---|"]
+    for r in results:
+        rows.append(f"| {r['target']} | " + " | ".join(
+            f"{r.get(k.replace('_s', '_cpu'), 0) / len(files) * 1e3:.1f}"
+            for _, k in METRICS) + " |")
     ab = by.get("sisafs-normal-priority")
     if ab:
         rows += ["", f"Workers at normal priority instead of SCHED_IDLE: copy-in "

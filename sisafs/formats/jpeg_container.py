@@ -69,7 +69,7 @@ def _is_record(seg: Segment, buf: bytes) -> bool:
 
 def split_record(buf: bytes) -> tuple[bytes | None, bytes]:
     """(record blob or None, the JPEG with every record segment removed)."""
-    parts: dict[int, bytes] = {}
+    parts: dict[int, tuple[int, int]] = {}
     count = None
     cuts: list[Segment] = []
     for seg in header_segments(buf):
@@ -78,18 +78,21 @@ def split_record(buf: bytes) -> tuple[bytes | None, bytes]:
             if count not in (None, n) or index >= n or index in parts:
                 raise RecordError("restore record segments are inconsistent")
             count = n
-            parts[index] = buf[seg.start + 4 + _SEQ.size : seg.end]
+            parts[index] = seg.start + 4 + _SEQ.size, seg.end
             cuts.append(seg)
     if not cuts:
         return None, buf
     if len(parts) != count:
         raise RecordError(f"restore record incomplete: {len(parts)} of {count} segments")
-    out, pos = [], 0
+    # Joined from views: each byte is copied once (the first read of a 12 MP photo
+    # restores several MB here).
+    view, out, pos = memoryview(buf), [], 0
     for seg in cuts:
-        out.append(buf[pos : seg.start])
+        out.append(view[pos : seg.start])
         pos = seg.end
-    out.append(buf[pos:])
-    return b"".join(parts[i] for i in range(count)), b"".join(out)
+    out.append(view[pos:])
+    blob = b"".join(view[a:b] for a, b in (parts[i] for i in range(count)))
+    return blob, b"".join(out)
 
 
 def insertion_point(buf: bytes) -> int:

@@ -121,15 +121,15 @@ def parse_header(blob: bytes) -> RecordHeader:
     return RecordHeader(version, path, fmt, file_id, size, manifest)
 
 
-def _split(blob: bytes) -> tuple[bytes, bytes]:
-    """(authenticated clear part, ciphertext)."""
+def _split(blob: bytes) -> tuple[bytes, memoryview]:
+    """(authenticated clear part, ciphertext: a view, the record can be megabytes)."""
     if len(blob) < HEADER_SIZE + _LEN.size:
         raise RecordError("restore record truncated")
     (n,) = _LEN.unpack_from(blob, HEADER_SIZE)
     cut = HEADER_SIZE + _LEN.size + n
     if len(blob) < cut + 16:
         raise RecordError("restore record truncated")
-    return blob[:cut], blob[cut:]
+    return blob[:cut], memoryview(blob)[cut:]
 
 
 # What a region entry may not show without a key: what was detected, how sure, and why

@@ -262,7 +262,7 @@ class Operations(pyfuse3.Operations):
         h = self._handles[fh]
         if h.sealed and h.of.size > 0:
             raise FUSEError(errno.EACCES)
-        return h.of.read(off, size)
+        return h.of.read_view(off, size)
 
     @translate
     async def write(self, fh, off, buf):

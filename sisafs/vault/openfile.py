@@ -66,6 +66,14 @@ class OpenFile:
             return self.restored[offset : offset + length]
         return b""
 
+    def read_view(self, offset: int, length: int) -> bytes | memoryview:
+        """`read` for replies to the kernel: a restored image is served as a view of
+        the cached original, so a read request copies its bytes once (into the reply),
+        not twice."""
+        if self.restored is not None and self.block is None and not self.public:
+            return memoryview(self.restored)[offset : offset + length]
+        return self.read(offset, length)
+
     def write(self, offset: int, data: bytes) -> int:
         assert self.block is not None and self.writable, "vault opens writers as block files"
         try:

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sisafs.formats import codec
 from sisafs.pipeline.executor import Executor, ExecutorSpec, make_executor
 from sisafs.pipeline.worker import WorkerConfig
 from sisafs.vault.index import Index
@@ -74,6 +75,8 @@ class Session:
                     raise
                 log.info("read-only backing directory: the vault index is checked, "
                          "not rewritten")
+        if jobs:
+            codec.load_selective()  # before the first read, not during it
         if jobs and executor is None:
             executor = make_executor(worker_config(root, keys, settings),
                                      spec or ExecutorSpec.from_settings(settings))
