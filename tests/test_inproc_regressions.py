@@ -7,6 +7,7 @@ and committed after another operation where the case needs that interleaving.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import subprocess
@@ -124,6 +125,7 @@ def test_6_full_disk_is_enospc_and_keeps_earlier_data(tmp_path):
     mnt.mkdir()
     if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mnt)]).returncode:
         pytest.skip("cannot mount tmpfs here")
+    fs = None
     try:
         fs = FS(mnt / "vault")
         first = os.urandom(3_200_000)
@@ -138,7 +140,13 @@ def test_6_full_disk_is_enospc_and_keeps_earlier_data(tmp_path):
         fs.unmount_remount()
         assert fs.read_file("/a.bin") == first
     finally:
-        subprocess.run(["umount", str(mnt)])
+        if fs is not None:  # its open descriptors (the index journal) keep tmpfs busy
+            with contextlib.suppress(OSError):
+                fs.session.close()
+            for of in list(fs.vault._open.values()):
+                of.close()
+        if subprocess.run(["umount", str(mnt)]).returncode:
+            subprocess.run(["umount", "-l", str(mnt)])
 
 
 def test_7_restore_cache_never_serves_another_version(fs):
