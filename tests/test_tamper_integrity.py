@@ -272,19 +272,22 @@ def test_no_false_alarm_for_directory_renames_links_and_replacing_renames(tmp_pa
     assert report.damaged == []
 
 
-def test_a_journal_append_that_fails_leaves_no_torn_record(tmp_path, monkeypatch):
-    """A full disk during a journal append: the change is refused, and the records
-    after it still replay (a torn record in the middle would read as forged)."""
+@pytest.mark.parametrize("failing", [1, 2, 3])
+def test_a_journal_append_that_fails_leaves_no_torn_record(tmp_path, monkeypatch, failing):
+    """A full disk during a journal append (the create's first, second or third
+    record): the create is refused and leaves no file, and the records after it still
+    replay (a torn record in the middle would read as forged)."""
     fs = FS(tmp_path / "vault")
     fs.write_file("/a.bin", b"a")
     real_write = os.write
     calls = {"n": 0}
 
     def short_once(fd, data):
-        if fd == fs.vault.index._jfd and calls["n"] == 0:
+        if fd == fs.vault.index._jfd:
             calls["n"] += 1
-            real_write(fd, data[: len(data) // 2])
-            raise OSError(errno.ENOSPC, "No space left on device")
+            if calls["n"] == failing:
+                real_write(fd, data[: len(data) // 2])
+                raise OSError(errno.ENOSPC, "No space left on device")
         return real_write(fd, data)
 
     monkeypatch.setattr(os, "write", short_once)
@@ -292,7 +295,10 @@ def test_a_journal_append_that_fails_leaves_no_torn_record(tmp_path, monkeypatch
         fs.write_file("/b.bin", b"b")
     assert e.value.errno == errno.ENOSPC
     monkeypatch.setattr(os, "write", real_write)
+    assert not (fs.root / "b.bin").exists() and fs.vault._open == {}
     fs.write_file("/c.bin", b"c")
-    Index.load(str(fs.root.resolve()), fs.vault.keys)  # replays: no torn record
+    root = str(fs.root.resolve())
+    report = check_vault(root, fs.vault.keys, index=Index.load(root, fs.vault.keys))
+    assert report.damaged == []  # replays (no torn record), and no trace of b.bin
     fs.crash()
     assert fs.read_file("/a.bin") == b"a" and fs.read_file("/c.bin") == b"c"

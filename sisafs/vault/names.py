@@ -9,6 +9,7 @@ into attributes.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
@@ -153,14 +154,22 @@ class Names:
             fd = os.open(path, flags | os.O_NOATIME, 0o600)
         except PermissionError:
             fd = os.open(path, flags, 0o600)
+        ino = None
         try:
             self._own(parent, path, stat.S_IFREG | mode, who, fd)
             st = os.fstat(fd)
             ino = self.inodes.remember(parent, name, st)
+            of = self.vault.create(ino, fd)
         except BaseException:
             os.close(fd)
+            with contextlib.suppress(OSError):
+                self.vault.note_drop(path)
+            with contextlib.suppress(OSError):  # new and empty: nothing of the user's
+                os.unlink(path)
+            if ino is not None:
+                self.inodes.unlinked(parent, name, ino)
+                self.inodes.forget(ino, 1)
             raise
-        of = self.vault.create(ino, fd)
         return Node(ino, os.fstat(fd), path), of
 
     def link(self, ino: int, parent: int, name: str) -> Node:

@@ -255,10 +255,16 @@ class Vault:
             self._open[ino] = of
         elif write:
             self._make_writable(of, truncate)
-        if write:
-            self._note_writing(of)
-        if write and truncate:
-            self.truncate_open(of, 0)
+        try:
+            if write:
+                self._note_writing(of)
+            if write and truncate:
+                self.truncate_open(of, 0)
+        except BaseException:
+            if of.refs == 0 and self._open.get(ino) is of:  # no handle will release it
+                of.close()
+                del self._open[ino]
+            raise
         of.refs += 1
         of.writers += int(write)
         return of
@@ -269,9 +275,9 @@ class Vault:
         of.bind(fd, True, Kind.BLOCK, BlockFile.create(fd, self.keys.block))
         assert of.block is not None
         self.note_set(self.inodes.path(ino), of.block.file_id.hex())
+        self._note_writing(of)
         self._open[ino] = of
         self._bump(ino)
-        self._note_writing(of)
         of.refs, of.writers, of.dirty = 1, 1, True
         return of
 
