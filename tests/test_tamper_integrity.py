@@ -302,3 +302,18 @@ def test_a_journal_append_that_fails_leaves_no_torn_record(tmp_path, monkeypatch
     assert report.damaged == []  # replays (no torn record), and no trace of b.bin
     fs.crash()
     assert fs.read_file("/a.bin") == b"a" and fs.read_file("/c.bin") == b"c"
+
+
+def test_xattrs_of_an_empty_file_follow_it_becoming_a_block_file(tmp_path):
+    import stat as st_
+
+    fs = FS(tmp_path / "vault")
+    parent, name = fs._parent("/e")
+    _call(fs.ops.mknod, parent, name, st_.S_IFREG | 0o644, 0, fs.ctx)
+    fs.ops.vault.names.setxattr(fs.ino("/e"), b"user.k", b"v")
+    fh = fs.open("/e", os.O_WRONLY)
+    fs.write(fh, 0, b"now a block file")
+    fs.close(fh)
+    fs.unmount_remount()
+    assert fs.ops.vault.names.getxattr(fs.ino("/e"), b"user.k") == b"v"
+    assert fs.read_file("/e") == b"now a block file"

@@ -55,10 +55,12 @@ from sisafs.vault.store import (
     write_block_file,
     write_bytes,
 )
+from sisafs.vault.xattrs import PREFIX as _XATTR_PREFIX
 from sisafs.vault.xattrs import XattrStore
 
 log = logging.getLogger(__name__)
 
+XATTR_PREFIX = _XATTR_PREFIX.decode()
 MAX_ATTEMPTS = 3  # failed protections of one image before it stays encrypted for good
 
 
@@ -178,6 +180,8 @@ class Vault:
         new = self.xattr_binding(path)
         if old != new:
             for name in os.listxattr(path, follow_symlinks=False):
+                if not name.startswith(XATTR_PREFIX):
+                    continue
                 v = os.getxattr(path, name, follow_symlinks=False)
                 os.setxattr(path, name, self.xattrs.rebind(name, v, old, new),
                             follow_symlinks=False)
