@@ -145,6 +145,8 @@ def test_index_findings_and_refusals_through_a_real_mount(populated, tmp_path):
             (mnt / "e.txt").read_bytes()
         assert e.value.errno == errno.EIO
         assert (mnt / "b.txt").read_bytes() == TEXT
+        out = run("status", str(mnt)).stdout
+        assert "refused (EIO)" in out and "e.txt: holds the file stored as a.txt" in out, out
     finally:
         run("unmount", str(mnt))
     (vdir / ".sisafs" / "index").unlink()

@@ -178,6 +178,8 @@ def cmd_status(args) -> int:
           f"(selective {st['selective']}, fallback {st['fallback']})  failed {st['failed']}")
     for path, state in st["paths"].items():
         print(f"  {state:24s} {path}")
+    for path, problem in st.get("refused", {}).items():
+        print(f"  refused (EIO)            {path}: {problem} (see 'sisafs fsck')")
     return 0
 
 

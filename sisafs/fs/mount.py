@@ -86,7 +86,8 @@ class Control:
     def status(self) -> dict:
         return {"pid": os.getpid(), "vault": str(self.opts.vault),
                 "mountpoint": str(self.opts.mountpoint),
-                "cache_bytes": self.vault.cache.size, **self.queue.status()}
+                "cache_bytes": self.vault.cache.size, "refused": dict(self.vault.refused),
+                **self.queue.status()}
 
 
 def setup_logging(opts: MountOptions) -> None:

@@ -86,6 +86,9 @@ class Vault:
         self.checker = Checker(index) if index is not None else None
         self.index = index
         self._writing: set[int] = set()  # inodes whose content is in flux (journaled)
+        # Names refused this session because they do not hold what the index expects:
+        # `sisafs status` shows them, so an EIO has its reason next to it.
+        self.refused: dict[str, str] = {}
         self.max_image_bytes = max_image_bytes
         self.cache = RestoreCache(cache_bytes)
         self.inodes = InodeTable(root)
@@ -154,6 +157,8 @@ class Vault:
         problem = self.checker.problem(rel, fd, p)
         if problem:
             log.warning("%s: %s", rel, problem)
+            if len(self.refused) < 1000:
+                self.refused[rel] = problem
             raise DamagedFile(f"{rel}: {problem}")
 
     def _note_writing(self, of: OpenFile) -> None:
