@@ -43,6 +43,23 @@ def _init_process(config: WorkerConfig) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     settle_process()
     init_worker(config)
+    global _parent
+    _parent = os.getppid()
+
+
+_parent = 0  # in a worker process: the pid of the process that started it
+
+
+def _protect(data: bytes, relpath: str, out: str | None) -> JobResult:
+    """protect_image in a worker process, with one guard: a worker whose daemon died
+    while it worked (killed alone, the OOM killer) still finishes its photo, and a new
+    mount may already have emptied the temp directory (recovery, under the vault lock):
+    the file it wrote is then removed. Checked after writing, so either the daemon was
+    alive when the file was made (the next recovery removes it) or it is removed here."""
+    result = protect_image(data, relpath, out)
+    if out and os.getppid() != _parent:
+        _remove(out)
+    return result
 
 
 def _remove(path: str | None) -> None:
@@ -95,7 +112,7 @@ class WorkerPool:
         for attempt in (1, 2):
             ex = self._get()
             try:
-                return ex.submit(protect_image, data, relpath, out).result()
+                return ex.submit(_protect, data, relpath, out).result()
             except BrokenProcessPool:
                 log.warning("a worker process died (attempt %d); restarting the pool", attempt)
                 _remove(out)
