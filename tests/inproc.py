@@ -73,7 +73,8 @@ def _call(fn, *args):
 
 class FS:
     def __init__(self, root: Path, master: bytes | None = None, settings: dict | None = None,
-                 integrity: bool = True):
+                 integrity: bool = True, make_executor=InlineExecutor):
+        self.make_executor = make_executor  # WorkerConfig -> Executor
         self.root = Path(root)
         self.root.mkdir(exist_ok=True)
         self.master = master or os.urandom(32)
@@ -88,7 +89,8 @@ class FS:
         keys_session = Session.open(self.root, self.master, self.settings, jobs=False)
         cfg = worker_config(self.root, keys_session.keys, self.settings)
         self.session = Session.open(self.root, self.master, self.settings,
-                                    executor=InlineExecutor(cfg), integrity=self.integrity)
+                                    executor=self.make_executor(cfg),
+                                    integrity=self.integrity)
         self.vault = self.session.vault
         self.jobs = self.vault.jobs
         self.ops = Operations(self.vault, 0, None, allow_other=False)
@@ -220,10 +222,10 @@ class FS:
             return lambda: None
         try:
             data = self.vault.job_read(inp)
-            result = self.session.executor.protect(data, inp.rel)
-            staged = self.vault.job_prepare(inp, result.data)
+            result = self.session.executor.protect(data, inp.rel, inp.out)
+            staged = self.vault.job_prepare(inp, result)
         except Exception as e:
-            os.close(inp.fd)
+            self.vault.job_abort(inp)
             self.jobs.fail_now(job, inp.rel, e)
             self.jobs.finished(job)
             return lambda: None

@@ -94,3 +94,24 @@ def test_local_executor_protects_and_fails_cleanly(corpus):
             ex.protect(b"plain text")
     finally:
         ex.shutdown()
+
+
+def test_local_worker_writes_out_and_an_orphan_removes_it(tmp_path, monkeypatch):
+    """With `out`, a local worker writes the protected image there (0600) and returns no
+    bytes; a worker whose daemon died meanwhile (its parent pid changed) removes it."""
+    from sisafs.pipeline import pool
+
+    key = os.urandom(32)
+    data = corpus_images()[1].read_bytes()
+    worker.init_worker(WorkerConfig(key, 3, detectors={"faces": False, "people": False,
+                                                       "text": False, "identity": False}))
+    out = tmp_path / "out"
+    monkeypatch.setattr(pool, "_parent", os.getppid())
+    result = pool._protect(data, "", str(out))
+    assert result.data == b"" and result.written == str(out)
+    assert out.stat().st_mode & 0o777 == 0o600
+    assert codec.restore(out.read_bytes(), key) == data
+    out.unlink()
+    monkeypatch.setattr(pool, "_parent", -1)  # the daemon is gone
+    pool._protect(data, "", str(out))
+    assert not out.exists()

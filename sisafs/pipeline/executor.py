@@ -43,10 +43,16 @@ class Executor(Protocol):
     kind: str
     workers: int  # jobs it runs at once: callers keep this many in flight
 
-    def protect(self, data: bytes, relpath: str = "") -> JobResult:
+    def protect(self, data: bytes, relpath: str = "", out: str | None = None) -> JobResult:
         """Blocking: detect → rank → alter one image with the settings that apply to
         `relpath` (its path in the vault, for per-directory overrides), or raise to fail
-        the job (the caller then stores the file encrypted whole)."""
+        the job (the caller then stores the file encrypted whole).
+
+        `out`: a path on this machine that does not exist yet. An executor running
+        here (local pool, inline) writes the protected image there (created O_EXCL
+        0600, fsynced, closed) and returns `JobResult(data=b"", written=out)`, so the
+        image does not travel back through the caller; it leaves no file at `out` when
+        it raises. A remote one (Ray) ignores it and returns the bytes (`written` "")."""
         ...
 
     def shutdown(self) -> None:

@@ -21,11 +21,11 @@ class InlineExecutor:
         self.config = config
         self._lock = threading.Lock()
 
-    def protect(self, data: bytes, relpath: str = "") -> JobResult:
+    def protect(self, data: bytes, relpath: str = "", out: str | None = None) -> JobResult:
         with self._lock:  # the engine keeps per-process state (models, settings)
             if worker._config is not self.config:
                 worker.init_worker(self.config)
-            return worker.protect_image(data, relpath)
+            return worker.protect_image(data, relpath, out)
 
     def shutdown(self) -> None:
         pass

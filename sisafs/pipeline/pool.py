@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import signal
 import threading
 from concurrent.futures import ProcessPoolExecutor
@@ -42,6 +43,31 @@ def _init_process(config: WorkerConfig) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     settle_process()
     init_worker(config)
+    global _parent
+    _parent = os.getppid()
+
+
+_parent = 0  # in a worker process: the pid of the process that started it
+
+
+def _protect(data: bytes, relpath: str, out: str | None) -> JobResult:
+    """protect_image in a worker process, with one guard: a worker whose daemon died
+    while it worked (killed alone, the OOM killer) still finishes its photo, and a new
+    mount may already have emptied the temp directory (recovery, under the vault lock):
+    the file it wrote is then removed. Checked after writing, so either the daemon was
+    alive when the file was made (the next recovery removes it) or it is removed here."""
+    result = protect_image(data, relpath, out)
+    if out and os.getppid() != _parent:
+        _remove(out)
+    return result
+
+
+def _remove(path: str | None) -> None:
+    if path:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
 
 
 class WorkerCrashed(Exception):
@@ -78,14 +104,18 @@ class WorkerPool:
                 self.restarts += 1
                 broken.shutdown(wait=False, cancel_futures=True)
 
-    def protect(self, data: bytes, relpath: str = "") -> JobResult:
-        """Blocking: run one job in a worker process (call from a thread)."""
+    def protect(self, data: bytes, relpath: str = "", out: str | None = None) -> JobResult:
+        """Blocking: run one job in a worker process (call from a thread). With `out`
+        the worker writes the protected image there (worker.protect_image); a worker
+        that dies may leave it half written, so it is removed before the retry and
+        before giving up."""
         for attempt in (1, 2):
             ex = self._get()
             try:
-                return ex.submit(protect_image, data, relpath).result()
+                return ex.submit(_protect, data, relpath, out).result()
             except BrokenProcessPool:
                 log.warning("a worker process died (attempt %d); restarting the pool", attempt)
+                _remove(out)
                 self._reset(ex)
         raise WorkerCrashed("the worker process crashed on this image twice")
 

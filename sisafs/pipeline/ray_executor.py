@@ -147,8 +147,10 @@ class RayExecutor:
                 self.restarts += 1
 
     # -- jobs ----------------------------------------------------------------------
-    def protect(self, data: bytes, relpath: str = "") -> JobResult:
-        """Blocking: run one job on an idle actor (call from a thread)."""
+    def protect(self, data: bytes, relpath: str = "", out: str | None = None) -> JobResult:
+        """Blocking: run one job on an idle actor (call from a thread). `out` is
+        ignored: an actor may run on another machine, so the protected image always
+        comes back as bytes (`JobResult.data`, `written` empty)."""
         ray = _ray()
         for attempt in (1, 2):
             slot = self._idle.get()

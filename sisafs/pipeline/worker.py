@@ -11,6 +11,7 @@ on machines it does not trust with the image key (see sisafs/pipeline/ray_execut
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import logging
@@ -83,12 +84,14 @@ class WorkerConfig:
 
 @dataclass
 class JobResult:
-    data: bytes
+    data: bytes  # the protected image; b"" when it was written to a file (`written`)
     path: str  # "selective" / "fallback"
     reason: str
     labels: dict[str, int]
     # core-seconds by stage (sisafs.stagecost): what this photo cost the worker
     costs: dict[str, float] = field(default_factory=dict)
+    # the file the protected image was written to (the `out` the caller named), or ""
+    written: str = ""
 
 
 _config: WorkerConfig | None = None
@@ -239,13 +242,46 @@ def seal(data: bytes, choice: Choice, image_key: bytes) -> JobResult:
     return JobResult(prot.data, prot.path, prot.reason, labels)
 
 
-def protect_image(data: bytes, relpath: str = "") -> JobResult:
-    """Protect one image; raises UnsupportedImage (or anything) to fail the job."""
+def protect_image(data: bytes, relpath: str = "", out: str | None = None) -> JobResult:
+    """Protect one image; raises UnsupportedImage (or anything) to fail the job.
+
+    With `out` (a path that does not exist yet, on this machine) the protected image is
+    written there instead of being returned: a local worker process then sends back a
+    few hundred bytes instead of the whole image, which the caller would otherwise
+    receive through a pipe and write to disk itself (several ms of its CPU a photo).
+    The image written is the public one, never the original."""
     assert _config is not None, "init_worker was not called"
     with measuring() as costs:
         result = seal(data, choose_regions(data, relpath), _config.image_key)
     result.costs = costs
+    if out:
+        write_new(out, result.data)
+        result = replace(result, data=b"", written=out)
     return result
+
+
+def write_new(path: str, data: bytes) -> None:
+    """Create `path` (O_EXCL, mode 0600), write all of `data`, fsync and close it; on
+    any failure (a full disk included: a short write is ENOSPC) remove it and raise."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                 0o600)
+    try:
+        try:
+            view, off = memoryview(data), 0
+            while off < len(view):
+                n = os.write(fd, view[off:])
+                if n <= 0:
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                off += n
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except BaseException:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        raise
 
 
 def warm_up() -> int:

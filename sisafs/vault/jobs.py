@@ -3,8 +3,10 @@
 Jobs follow the file (its inode and generation), never its path, so renames, moves of
 whole folders and save-by-rename never fail a job. Runners (one per job the executor
 runs at once) take a job, get a hold on the staged file from the vault (trio thread),
-read its plaintext and have the executor protect it (threads), stage the result, and
-hand it back to the vault, which commits it only if the file did not change meanwhile.
+read its plaintext and have the executor protect it (threads) into the temp file the
+vault named (a local executor writes it; Ray returns the bytes and the vault writes
+them), and hand it back to the vault, which commits it only if the file did not change
+meanwhile; a job that fails, is superseded or cancelled leaves no temp file.
 Jobs carry no data, so the queue costs a few bytes per file however fast photos
 arrive: staged files wait on disk, encrypted (back-pressure by construction).
 """
@@ -26,6 +28,7 @@ from typing import Any, Protocol
 import trio
 
 from sisafs.pipeline.executor import Executor
+from sisafs.pipeline.worker import JobResult
 from sisafs.vault.config import atomic_write
 from sisafs.vault.layout import FAILURES_NAME, PRIVATE_DIR
 
@@ -45,7 +48,8 @@ class JobTarget(Protocol):
 
     def job_open(self, job: Job) -> Any: ...
     def job_read(self, inp: Any) -> bytes: ...
-    def job_prepare(self, inp: Any, data: bytes) -> Any: ...
+    def job_prepare(self, inp: Any, result: JobResult) -> Any: ...
+    def job_abort(self, inp: Any) -> None: ...
     def job_commit(self, inp: Any, staged: Any, original: bytes) -> str | None: ...
     def job_failed(self, job: Job, retry_later: bool) -> str | None: ...
     def job_done(self, job: Job) -> None: ...
@@ -156,13 +160,19 @@ class JobQueue:
             self.running[job.ino] = path
             self._set_state(path, "protecting")
             data = await trio.to_thread.run_sync(self.target.job_read, inp)
-            result = await trio.to_thread.run_sync(self.executor.protect, data, path)
-            staged = await trio.to_thread.run_sync(self.target.job_prepare, inp, result.data)
+            # A local executor writes the protected image straight to inp.out.
+            result = await trio.to_thread.run_sync(self.executor.protect, data, path,
+                                                   inp.out)
+            staged = await trio.to_thread.run_sync(self.target.job_prepare, inp, result)
         except Exception as e:
             if inp is not None:
-                os.close(inp.fd)
+                self.target.job_abort(inp)
             self.fail_now(job, path, e)
             return
+        except BaseException:  # cancelled (a second signal): no temp file left either
+            if inp is not None:
+                self.target.job_abort(inp)
+            raise
         try:
             final = self.target.job_commit(inp, staged, data)
         finally:

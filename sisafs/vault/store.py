@@ -11,7 +11,9 @@ A backing file is one of:
 Every replacement of a whole file goes through one temp-file scheme: a temp file in the
 vault's private `.sisafs/tmp/` (same filesystem, so the rename is atomic), written and
 fsynced, then renamed over its target. Nothing else ever writes temp files, so crash
-recovery only has to empty that one directory.
+recovery only has to empty that one directory. The one writer there that is not the
+vault is a local worker process writing a protected image (the public file) under the
+name the vault gave it (`temp_path`, then `adopt`).
 """
 
 from __future__ import annotations
@@ -173,21 +175,59 @@ class Staged:
     fd: int
 
     def discard(self) -> None:
-        try:
-            os.close(self.fd)
-        except OSError:
-            pass
-        try:
-            os.unlink(self.path)
-        except FileNotFoundError:
-            pass
+        """Close and remove; safe to call twice (the descriptor is closed only once, so
+        a number another thread got since is never closed by mistake)."""
+        fd, self.fd = self.fd, -1
+        if fd >= 0:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        remove_temp(self.path)
+
+
+def temp_path(root: str) -> str:
+    """A fresh name in the temp directory (created if missing), not yet a file: whoever
+    writes it creates it O_EXCL, mode 0600. Any thread."""
+    d = temp_dir(root)
+    os.makedirs(d, mode=0o700, exist_ok=True)
+    return os.path.join(d, f"{os.getpid()}-{os.urandom(8).hex()}")
+
+
+def remove_temp(path: str) -> None:
+    """Remove a temp file if it is there (a job that failed or was superseded)."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def adopt(path: str) -> Staged:
+    """A temp file another process wrote and fsynced (a local worker: the protected
+    image, written where `temp_path` said) as a Staged replacement. It must be a plain
+    file of ours with one link; it is fsynced again here, so the guarantee that every
+    replacement is durable before its rename stays the vault's (a no-op when the writer
+    did it). On any failure the file is removed. Any thread."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except BaseException:
+        remove_temp(path)
+        raise
+    s = Staged(path, fd)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1 or st.st_uid != os.geteuid():
+            raise OSError(errno.EINVAL, f"{path}: not a temp file this vault wrote")
+        os.fsync(fd)
+    except BaseException:
+        s.discard()
+        raise
+    return s
 
 
 def stage(root: str, write: Callable[[int], None]) -> Staged:
     """Write a replacement to a new temp file and fsync it. Any thread."""
-    d = temp_dir(root)
-    os.makedirs(d, mode=0o700, exist_ok=True)
-    tmp = os.path.join(d, f"{os.getpid()}-{os.urandom(8).hex()}")
+    tmp = temp_path(root)
     fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     s = Staged(tmp, fd)
     try:
@@ -216,7 +256,8 @@ def install(staged: Staged, path: str, like: os.stat_result | None,
     if like is not None:
         os.utime(staged.fd, ns=(like.st_atime_ns, like.st_mtime_ns))
     st = os.fstat(staged.fd)
-    os.close(staged.fd)
+    fd, staged.fd = staged.fd, -1  # a later discard() must not close it again
+    os.close(fd)
     if sync_dir:
         fsync_dir(os.path.dirname(path))
     return st

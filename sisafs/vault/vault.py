@@ -32,6 +32,7 @@ from sisafs.crypto.errors import AuthenticationFailed
 from sisafs.formats.codec import sniff
 from sisafs.formats.errors import UnsupportedImage
 from sisafs.pipeline.executor import Executor
+from sisafs.pipeline.worker import JobResult
 from sisafs.vault.cache import RestoreCache
 from sisafs.vault.index import Entry, Index, file_digest
 from sisafs.vault.inodes import InodeTable
@@ -45,13 +46,16 @@ from sisafs.vault.store import (
     Kind,
     Probe,
     Staged,
+    adopt,
     install,
     open_backing,
     probe_fd,
     probe_key,
     read_plaintext,
+    remove_temp,
     restore_fd,
     stage,
+    temp_path,
     write_block_file,
     write_bytes,
 )
@@ -73,6 +77,9 @@ class JobInput:
     fd: int
     st: os.stat_result
     rel: str
+    # Where an executor on this machine writes the protected image: a fresh name in
+    # the vault's temp directory (store.temp_path), not yet a file.
+    out: str = ""
 
 
 class Vault:
@@ -558,7 +565,7 @@ class Vault:
                 except OSError:
                     pass
             raise
-        return JobInput(job, fd, st, self.rel(path))
+        return JobInput(job, fd, st, self.rel(path), temp_path(self.root))
 
     def job_done(self, job: Job) -> None:
         """After every job, whatever its outcome."""
@@ -568,9 +575,24 @@ class Vault:
         """Worker thread: the staged plaintext (the descriptor is the job's own)."""
         return self._block(inp.fd).read_all()
 
-    def job_prepare(self, inp: JobInput, data: bytes) -> Staged:
-        """Worker thread: the protected image in a durable temp file."""
-        return stage(self.root, lambda fd: write_bytes(fd, data))
+    def job_prepare(self, inp: JobInput, result: JobResult) -> Staged:
+        """Worker thread: the protected image in a durable temp file, the one the
+        executor wrote at `inp.out` (local) or a new one holding `result.data` (Ray)."""
+        if result.written:
+            if result.written != inp.out:  # never rename in a file the vault did not name
+                raise RuntimeError("the executor wrote the protected image elsewhere "
+                                   f"({result.written!r})")
+            return adopt(inp.out)
+        return stage(self.root, lambda fd: write_bytes(fd, result.data))
+
+    def job_abort(self, inp: JobInput) -> None:
+        """A job that ends without a commit (failed, or cancelled before its commit):
+        close its input and remove the protected image if the executor wrote one."""
+        try:
+            os.close(inp.fd)
+        finally:
+            if inp.out:
+                remove_temp(inp.out)
 
     def job_commit(self, inp: JobInput, staged: Staged, original: bytes) -> str | None:
         """Rename the protected image in, if the file is still what the job read;
@@ -598,7 +620,11 @@ class Vault:
         # FUSE request behind a journal commit. The temp file was fsynced before the
         # rename, so after a crash the name holds either the protected image or the
         # still-pending block file (queued again at mount); unmount ends in syncfs.
-        new = self._replace(staged, path, st, sync_dir=False)
+        try:
+            new = self._replace(staged, path, st, sync_dir=False)
+        except BaseException:
+            staged.discard()  # no temp file left behind by a commit that failed
+            raise
         self.inodes.rebind(job.ino, new)
         fd = open_backing(path, os.O_RDONLY)
         try:

@@ -6,7 +6,8 @@ SISAFS_TEST_CRASH_ON=<sha256 prefix>: a worker process dies (os._exit) on that i
 SISAFS_TEST_SLOW_PROTECT=<seconds>: a worker sleeps that long before each photo, so
   a test can signal the daemon while photos are queued and one is in a worker.
 SISAFS_TEST_SLOW_COMMIT=<seconds>: a protected image is written to its temp file in
-  two halves with a pause between, so a test can kill the daemon mid-write.
+  two halves with a pause between, so a test can kill the daemon mid-write (by the
+  daemon, store.write_bytes, or by a local worker, worker.write_new).
 """
 
 import os
@@ -42,6 +43,24 @@ if os.environ.get("SISAFS_TEST_SLOW_COMMIT"):
 
     _store.write_bytes = write_bytes
     _vault.write_bytes = write_bytes
+
+    import sisafs.pipeline.worker as _worker
+
+    _write_new = _worker.write_new
+
+    def write_new(path: str, data: bytes) -> None:
+        half = len(data) // 2
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            _write(fd, data[:half])
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        time.sleep(float(os.environ["SISAFS_TEST_SLOW_COMMIT"]))
+        os.unlink(path)
+        _write_new(path, data)
+
+    _worker.write_new = write_new
 
 if os.environ.get("SISAFS_TEST_SLOW_PROTECT"):
     import time
