@@ -317,3 +317,32 @@ def test_xattrs_of_an_empty_file_follow_it_becoming_a_block_file(tmp_path):
     fs.unmount_remount()
     assert fs.ops.vault.names.getxattr(fs.ino("/e"), b"user.k") == b"v"
     assert fs.read_file("/e") == b"now a block file"
+
+
+def test_upgrade_adopts_an_unindexed_vault_and_binds_its_xattrs(tmp_path):
+    """What `sisafs upgrade` does to a vault from before the index: every file adopted
+    as it is, xattr values sealed again for their file's id, and from then on the
+    index checks hold (here: a swap of the two files is found)."""
+    from sisafs.vault.integrity import adopt_tree
+
+    root = tmp_path / "vault"
+    old = FS(root, integrity=False)
+    old.write_file("/a.bin", b"a" * 5000)
+    old.write_file("/b.jpg", small_jpeg(4, (96, 64)))
+    old.protect_all()
+    old.ops.vault.names.setxattr(old.ino("/a.bin"), b"user.note", b"kept")
+    old.session.close()
+    (root / PRIVATE_DIR).mkdir(exist_ok=True)
+    idx = adopt_tree(str(root.resolve()), old.vault.keys, set(), bind_xattrs=True)
+    assert sorted(idx.paths) == ["a.bin", "b.jpg"]
+    idx.close()
+    fs = FS(root, master=old.master, settings=old.settings, integrity=True)
+    assert fs.read_file("/a.bin") == b"a" * 5000
+    assert fs.read_file("/b.jpg") == small_jpeg(4, (96, 64))
+    assert fs.ops.vault.names.getxattr(fs.ino("/a.bin"), b"user.note") == b"kept"
+    fs.session.close()
+    shutil.copyfile(root / "b.jpg", root / "a.bin")
+    r = str(root.resolve())
+    found = {f.path: f.problem for f in
+             check_vault(r, fs.vault.keys, index=Index.load(r, fs.vault.keys)).damaged}
+    assert "holds the file stored as b.jpg" in found["a.bin"]
