@@ -28,6 +28,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import datetime
+import errno
 import fcntl
 import json
 import os
@@ -363,10 +364,19 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
-        os.write(fd, data)
+        view, done = memoryview(data), 0
+        while done < len(data):  # a short write (full disk) must not pass for the file
+            n = os.write(fd, view[done:])
+            if n <= 0:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            done += n
         os.fsync(fd)
-    finally:
+    except BaseException:
         os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    os.close(fd)
     os.replace(tmp, path)
     dfd = os.open(path.parent, os.O_RDONLY)
     try:

@@ -39,11 +39,13 @@ import struct
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 from sisafs.crypto.blockfile import content_digest
 from sisafs.crypto.errors import AuthenticationFailed
 from sisafs.errors import ConfigError
 from sisafs.vault import pins
+from sisafs.vault.config import atomic_write
 from sisafs.vault.keys import VaultKeys
 from sisafs.vault.layout import INDEX_JOURNAL, INDEX_NAME, PRIVATE_DIR
 
@@ -185,7 +187,7 @@ class Index:
                 {"epoch": self.epoch.hex(), "generation": self.generation,
                  "paths": self.paths, "ids": ids},
                 separators=(",", ":"), sort_keys=True).encode(), _SNAPSHOT_LABEL)
-            _atomic(_private(self.root, INDEX_NAME), blob)
+            atomic_write(Path(_private(self.root, INDEX_NAME)), blob, mode=0o600)
             pins.remember_index_generation(self.keys.state, self.generation)
             if self._jfd >= 0:
                 os.close(self._jfd)
@@ -321,19 +323,3 @@ class Index:
 
     def files(self) -> Iterable[str]:
         return self.paths.keys()
-
-
-def _atomic(path: str, data: bytes) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    dfd = os.open(os.path.dirname(path), os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
