@@ -11,7 +11,6 @@ on machines it does not trust with the image key (see sisafs/pipeline/ray_execut
 
 from __future__ import annotations
 
-import errno
 import io
 import json
 import logging
@@ -22,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from PIL import Image
 
+from sisafs.fileio import write_all
 from sisafs.formats import codec, heif_support
 from sisafs.formats.errors import UnsupportedImage
 from sisafs.formats.fallback import MAX_PIXELS
@@ -267,12 +267,7 @@ def write_new(path: str, data: bytes) -> None:
                  0o600)
     try:
         try:
-            view, off = memoryview(data), 0
-            while off < len(view):
-                n = os.write(fd, view[off:])
-                if n <= 0:
-                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-                off += n
+            write_all(fd, data)
             os.fsync(fd)
         finally:
             os.close(fd)

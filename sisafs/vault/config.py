@@ -28,7 +28,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import datetime
-import errno
 import fcntl
 import json
 import os
@@ -50,6 +49,7 @@ from sisafs.crypto.keys import (
     wrap_key,
 )
 from sisafs.errors import ConfigError, WrongPassphraseError
+from sisafs.fileio import write_all
 from sisafs.pipeline.settings import effective_settings  # noqa: F401  (re-exported)
 from sisafs.vault import settings_seal
 from sisafs.vault.layout import CONFIG_NAME
@@ -364,12 +364,7 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
-        view, done = memoryview(data), 0
-        while done < len(data):  # a short write (full disk) must not pass for the file
-            n = os.write(fd, view[done:])
-            if n <= 0:
-                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-            done += n
+        write_all(fd, data)  # a short write (full disk) must not pass for the file
         os.fsync(fd)
     except BaseException:
         os.close(fd)
