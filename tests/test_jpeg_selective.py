@@ -16,6 +16,7 @@ import piexif
 import pytest
 from PIL import Image
 
+from sisafs.formats import jpeg_looks
 from sisafs.formats import jpeg_selective as js
 from sisafs.formats.errors import RecordError, UnsupportedImage
 from sisafs.formats.jpeg_structure import parse
@@ -277,6 +278,66 @@ def test_restore_rejects_foreign_or_damaged_payload() -> None:
     bad[js._HEAD.size : js._HEAD.size + 8] = (len(public) + 5).to_bytes(8, "big")
     with pytest.raises(RecordError):
         js.restore(public, bytes(bad), KEY, FID)
+
+
+def _unaltered_blocks_equal(original: bytes, public: bytes, regions, look: str) -> None:
+    a, b = parse(original), parse(public)
+    _, altered = jpeg_looks.apply(a, regions, look, bytes(32))
+    f = a.frame
+    for k, comp in enumerate(f.components):
+        keep = ~np.repeat(np.repeat(altered, comp.v, 0), comp.h, 1)
+        rows, cols = f.block_dims(comp)
+        assert np.array_equal(a.coefs[k][:rows, :cols][keep[:rows, :cols]],
+                              b.coefs[k][:rows, :cols][keep[:rows, :cols]])
+
+
+@pytest.mark.parametrize("look", ["blur", "noise"])
+def test_spans_leave_every_unaltered_block_as_it_was(look: str) -> None:
+    data = pillow_jpeg(quality=92)
+    public, payload = js.protect(data, REGIONS, look, KEY, FID)
+    assert js.restore(public, payload, KEY, FID) == data
+    _unaltered_blocks_equal(data, public, REGIONS, look)
+    decodes_cleanly(public)
+
+
+def test_blur_spans_end_on_their_last_altered_block(monkeypatch) -> None:
+    """Blur ends a span on its last altered MCU (its last blocks keep their original DC)
+    instead of re-encoding the next, unaltered MCU, which the record would then hold
+    twice: the file is smaller, and still restores and decodes exactly."""
+    data = pillow_jpeg(quality=95)
+    regions = [Region("face", 0.9, (8 + 24 * i, 8, 16, 60)) for i in range(4)]
+    public, payload = js.protect(data, regions, "blur", KEY, FID)
+    assert js.restore(public, payload, KEY, FID) == data
+    _unaltered_blocks_equal(data, public, regions, "blur")
+    monkeypatch.setattr(jpeg_looks, "SHOWS_MEANS", frozenset())
+    old_public, old_payload = js.protect(data, regions, "blur", KEY, FID)
+    assert js.restore(old_public, old_payload, KEY, FID) == data
+    assert len(public) + len(payload) < len(old_public) + len(old_payload)
+
+
+def test_moved_metadata_is_deflated_in_the_payload() -> None:
+    im = Image.fromarray(scene())
+    note = b"maker note " * 2000  # 22 kB, as compressible as real maker notes are
+    exif = piexif.dump({"0th": {piexif.ImageIFD.Make: b"Cam"},
+                        "Exif": {piexif.ExifIFD.MakerNote: note}})
+    buf = io.BytesIO()
+    im.save(buf, "JPEG", exif=exif)
+    data = buf.getvalue()
+    public, payload = js.protect(data, REGIONS, "noise", KEY, FID)
+    assert js.restore(public, payload, KEY, FID) == data
+    assert note[:100] not in public and note[:100] not in payload
+    assert len(public) + len(payload) < len(data) + len(note) // 4
+
+
+def test_v2_edit_table_cut_or_bent_is_refused() -> None:
+    data = pillow_jpeg()
+    public, payload = js.protect(data, REGIONS, "blur", KEY, FID)
+    assert payload[:5] == b"SJPS\x02"
+    head = js._HEAD.size
+    for bad in (payload[: head + 1], payload[:head] + b"\xff" * 12,
+                payload[:head] + b"\x00\x00\x03\x01" + payload[head + 4 :]):
+        with pytest.raises(RecordError):
+            js.restore(public, bad, KEY, FID)
 
 
 # ------------------------------------------------------------------ metadata privacy

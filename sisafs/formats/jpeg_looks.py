@@ -20,6 +20,10 @@ from sisafs.formats.jpeg_structure import Layout
 from sisafs.regions import Region
 
 LOOKS = ("blur", "pixelate", "noise", "solid")
+# Looks that show the region's local means by design: a span of them may end on a block
+# that keeps its own original DC (see jpeg_selective), which shows nothing of a kind the
+# look does not already show. Noise and solid show nothing of the content, so they never do.
+SHOWS_MEANS = frozenset({"blur", "pixelate"})
 NOISE_CELLS = 3  # noise cells across a region's smaller side (see noise_cell)
 MAX_NOISE_CELL = 32  # MCUs
 
@@ -132,6 +136,10 @@ def _blur(block, q, cell, key, ci, origin):
     gy, gx = np.gradient(level) if min(h, w) > 1 else (np.zeros_like(level),) * 2
     out[..., 1] = np.clip(np.rint(_RAMP * gx / 8.0 / q[1]), -1023, 1023)
     out[..., 2] = np.clip(np.rint(_RAMP * gy / 8.0 / q[2]), -1023, 1023)
+    # A ramp of one quantisation step is too faint to hide a block edge and costs as
+    # many bits as the block's DC: only steeper ones stay (level 1 size, issue 11).
+    ramps = out[..., 1:3]
+    ramps[np.abs(ramps) <= 1] = 0
     return out
 
 
