@@ -220,12 +220,14 @@ def restore(data: bytes, image_key: bytes) -> bytes:
     fmt, blob, public = split(data)
     header, payload = record.open_(blob, image_key, public)
     if header.path == record.PATH_FALLBACK:
-        original = payload
+        original = bytes(payload)
     elif header.path == record.PATH_SELECTIVE:
         module = _selective_for(fmt, payload)
         if module is None:
             raise RecordError(f"this build cannot restore selective {fmt} records")
         try:
+            if not getattr(module, "RESTORES_FROM_VIEW", False):
+                payload = bytes(payload)
             original = module.restore(public, payload, image_key, header.file_id)
         except FormatError as e:
             raise RecordError(f"selective restore failed: {e}") from None
