@@ -416,3 +416,15 @@ def test_frozen_payload_v1_still_restores() -> None:
     payload = (FIXTURES / "v1_payload.bin").read_bytes()
     assert payload[:5] == b"SJPS\x01"
     assert js.restore(public, payload, KEY, FID) == original
+
+
+def test_frozen_payload_v2_still_restores() -> None:
+    """Version 2 (varint table first, a deflated EXIF edit, blur spans ending on pinned
+    blocks) must restore forever too."""
+    original = (FIXTURES / "v2_original.jpg").read_bytes()
+    public = (FIXTURES / "v2_public.jpg").read_bytes()
+    payload = (FIXTURES / "v2_payload.bin").read_bytes()
+    assert payload[:5] == b"SJPS\x02"
+    rows, _ = js._table_v2(payload, int.from_bytes(payload[6:10], "big"))
+    assert any(row[4] for row in rows)  # the fixture does cover a deflated edit
+    assert js.restore(public, payload, KEY, FID) == original
