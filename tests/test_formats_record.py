@@ -30,17 +30,19 @@ def test_frozen_v1_records_still_restore(name, path):
     assert info["regions"][0]["box"] == [24, 16, 48, 32]
 
 
+@pytest.mark.parametrize("version", [2, 3])
 @pytest.mark.parametrize("name,path", [("jpeg", "selective"), ("png", "selective"),
                                        ("progressive", "fallback")])
-def test_frozen_v2_records_restore_and_seal_labels_scores_size(name, path):
-    """Version 2: without the key, inspect shows what the public image shows (format,
-    path, boxes, look); the size, labels and scores open with the key only."""
+def test_frozen_v2_records_restore_and_seal_labels_scores_size(name, path, version):
+    """Versions 2 and 3: without the key, inspect shows what the public image shows
+    (format, path, boxes, look); the size, labels and scores open with the key only.
+    Version 3 differs only in binding the public bytes themselves, not their SHA-256."""
     ext = "png" if name == "png" else "jpg"
-    protected = (FIXTURES / f"v2_{name}_protected.{ext}").read_bytes()
+    protected = (FIXTURES / f"v{version}_{name}_protected.{ext}").read_bytes()
     original = (FIXTURES / f"v1_{name}_original.{ext}").read_bytes()
     assert codec.restore(protected, FIXED_KEY) == original
     info = codec.inspect(protected)
-    assert info["path"] == path and info["record_version"] == 2
+    assert info["path"] == path and info["record_version"] == version
     assert info["original_size"] is None
     assert info["regions"] == [{"box": [24, 16, 48, 32], "look": "noise", "mask_share": 1.0}]
     blob, _ = codec.split(protected)[1:]

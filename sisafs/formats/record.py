@@ -29,6 +29,12 @@ Version 2 (written today) shows without a key only what the public image already
 - labels, scores and the size travel inside the ciphertext, in a private manifest
   before the payload: plaintext = private length u32 | private manifest JSON | payload.
 Identities of recognised people are never put in either manifest.
+
+Version 3 (written since issue 11) is version 2 with the public bytes themselves as
+associated data instead of their SHA-256: GCM's GHASH authenticates them at several GB/s
+(0.1 ms for the 2.3 MB of a 12 MP photo here) where SHA-256 took about 2 ms, paid at
+every first read of a protected file and twice when protecting it. Both bind the record
+to every public byte.
 """
 
 from __future__ import annotations
@@ -47,8 +53,8 @@ from sisafs.crypto.keys import PURPOSE_RECORD, PURPOSE_RECORD_SIZE, subkey
 from sisafs.formats.errors import RecordError
 
 MAGIC = b"SISAR"
-VERSION = 2
-SUPPORTED = (1, 2)
+VERSION = 3
+SUPPORTED = (1, 2, 3)
 PATH_FALLBACK = 0
 PATH_SELECTIVE = 1
 PATH_NAMES = {PATH_FALLBACK: "fallback", PATH_SELECTIVE: "selective"}
@@ -169,8 +175,16 @@ def seal(payload: bytes, image_key: bytes, *, path: int, fmt: int, original_size
     raw = json.dumps(public, separators=(",", ":")).encode()
     clear = header + _LEN.pack(len(raw)) + raw
     key = subkey(image_key, PURPOSE_RECORD, salt=file_id)
-    digest = hashlib.sha256(public_without_record).digest()
-    return clear + AESGCM(key).encrypt(nonce, plain, clear + digest)
+    aad = _associated(clear, public_without_record, version)
+    return clear + AESGCM(key).encrypt(nonce, plain, aad)
+
+
+def _associated(clear: bytes, public_without_record: bytes, version: int) -> bytes:
+    """The AEAD's associated data: the clear part, then the public bytes (version 3) or
+    their SHA-256 (versions 1 and 2)."""
+    if version >= 3:
+        return b"".join((clear, public_without_record))
+    return clear + hashlib.sha256(public_without_record).digest()
 
 
 def open_(blob: bytes, image_key: bytes, public_without_record: bytes
@@ -180,9 +194,9 @@ def open_(blob: bytes, image_key: bytes, public_without_record: bytes
     clear, ciphertext = _split(blob)
     nonce = blob[HEADER_SIZE - 12 : HEADER_SIZE]
     key = subkey(image_key, PURPOSE_RECORD, salt=header.file_id)
-    digest = hashlib.sha256(public_without_record).digest()
+    aad = _associated(clear, public_without_record, header.version)
     try:
-        payload = AESGCM(key).decrypt(nonce, ciphertext, clear + digest)
+        payload = AESGCM(key).decrypt(nonce, ciphertext, aad)
     except InvalidTag:
         raise RecordError("restore record failed authentication (tampered, truncated, "
                           "or another vault's key)") from None
