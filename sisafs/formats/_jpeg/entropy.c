@@ -594,11 +594,26 @@ static int legal_dc(const htable *t, int diff)
     return best;
 }
 
+/* Index of the last non-zero AC term (0 if none): altered blocks are mostly flat, and
+ * the zeros after it cost nothing but the EOB, so the loops below stop there. */
+static inline int last_nonzero(const int16_t *blk)
+{
+    int w = 15; /* four coefficients at a time, from the end */
+    uint64_t q;
+    for (; w > 0; w--) {
+        memcpy(&q, blk + 4 * w, 8);
+        if (q) break;
+    }
+    int k = 4 * w + 3;
+    while (k > 0 && !blk[k]) k--;
+    return k;
+}
+
 /* Make a block encodable with the table's symbols by shrinking or dropping AC values. */
 static int legalize_ac(const htable *t, int16_t *blk)
 {
-    int run = 0;
-    for (int k = 1; k < 64; k++) {
+    int run = 0, last = last_nonzero(blk);
+    for (int k = 1; k <= last; k++) {
         int v = blk[k];
         if (!v) { run++; continue; }
         if (v > 1023) v = 1023;
@@ -640,8 +655,8 @@ static int encode_block(bwriter *w, const htable *dct, const htable *act, int16_
     if (!count_only && (bw_put(w, dct->ehufco[s], dct->ehufsi[s]) < 0 ||
                         bw_put(w, valbits(diff, s), s) < 0)) return -2;
     *pred = blk[0];
-    int run = 0;
-    for (int k = 1; k < 64; k++) {
+    int run = 0, last = last_nonzero(blk);
+    for (int k = 1; k <= last; k++) {
         int v = blk[k];
         if (!v) { run++; continue; }
         while (run > 15) {
@@ -658,7 +673,7 @@ static int encode_block(bwriter *w, const htable *dct, const htable *act, int16_
                             bw_put(w, valbits(v, sz), sz) < 0)) return -2;
         run = 0;
     }
-    if (run) {
+    if (last < 63) {
         if (!act->ehufsi[0]) return -1;
         n += act->ehufsi[0];
         if (!count_only && bw_put(w, act->ehufco[0], act->ehufsi[0]) < 0) return -2;
