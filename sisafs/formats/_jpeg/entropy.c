@@ -177,7 +177,7 @@ static int64_t br_tell(const breader *r)
     return (int64_t)off * 8 + (back * 8 - real);
 }
 
-static int decode_sym(breader *r, const htable *t)
+static inline int decode_sym(breader *r, const htable *t)
 {
     uint32_t look = br_peek(r, LOOKBITS);
     int l = t->lut_len[look];
@@ -222,7 +222,7 @@ static Py_ssize_t next_marker(const uint8_t *d, Py_ssize_t len, Py_ssize_t pos)
 }
 
 /* Decode one block into blk (64 coefficients, zigzag order); NULL or what is wrong. */
-static const char *decode_block(breader *r, const htable *dct, const htable *act, int *pred,
+static inline const char *decode_block(breader *r, const htable *dct, const htable *act, int *pred,
                                 int16_t *blk)
 {
     memset(blk, 0, 128);
