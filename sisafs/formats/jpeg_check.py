@@ -59,7 +59,7 @@ class _Shift:
         """Public offset of original byte `pos`, which no edit replaced."""
         i = bisect.bisect_right(self.ends, pos)
         if i < len(self.starts) and self.starts[i] < pos:
-            raise UnsupportedImage("public JPEG check: offset inside an edit (internal error)")
+            raise _fail("offset inside an edit")
         return pos + self.before(i)
 
 
