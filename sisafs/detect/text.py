@@ -111,7 +111,7 @@ class TextLineDetector:
             size = (max(32, round(width * factor)), max(32, round(height * factor)))
             small = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
         fx, fy = small.shape[1] / width, small.shape[0] / height
-        quads, _ = detector(np.ascontiguousarray(small[..., ::-1]))  # the model wants BGR
+        quads = _run(detector, small)
         regions: list[Region] = []
         if quads is None:
             return regions
@@ -124,3 +124,29 @@ class TextLineDetector:
                 continue
             regions.append(Region(TEXT, 1.0, box, self.name))
         return regions
+
+
+def _run(detector: Any, rgb: np.ndarray) -> Any:
+    """rapidocr's TextDetector on an RGB array: its quadrilaterals, or None.
+
+    The same steps as `detector(bgr)`, with the same network input to the bit: its
+    resize to multiples of 32 (per channel, so resizing RGB and reordering after is the
+    same), then its normalisation looked up in a 256-entry table per channel instead of
+    computed in float64 over the whole image, and no BGR copy of the image. That saves
+    a tenth of the text step. Another rapidocr layout gets the plain call.
+    """
+    try:
+        prep = detector.get_preprocess(max(rgb.shape[:2]))
+        infer, post, tidy = detector.infer, detector.postprocess_op, detector.filter_tag_det_res
+    except AttributeError:  # pragma: no cover - another rapidocr version
+        return detector(np.ascontiguousarray(rgb[..., ::-1]))[0]
+    resized = prep.resize(rgb)
+    if resized is None:
+        return None
+    levels = np.arange(256, dtype=np.uint8)
+    table = prep.normalize(np.repeat(levels[None, :, None], 3, axis=2))[0].astype(np.float32)
+    blob = np.empty((1, 3, *resized.shape[:2]), np.float32)
+    for c in range(3):  # BGR channel c is RGB channel 2 - c, as the model wants
+        np.take(table[:, c], resized[..., 2 - c], out=blob[0, c])
+    boxes, _ = post(infer(blob)[0], rgb.shape[:2])
+    return tidy(boxes, rgb.shape[:2])

@@ -54,7 +54,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from sisafs.crypto.keys import PURPOSE_NOISE, subkey
-from sisafs.formats import _jpegcodec, jpeg_looks
+from sisafs.formats import _jpegcodec, jpeg_check, jpeg_looks
 from sisafs.formats.errors import FormatError, RecordError, UnsupportedImage
 from sisafs.formats.jpeg_privacy import public_segment
 from sisafs.formats.jpeg_structure import Layout, Scan, mcu_blocks, parse
@@ -68,8 +68,9 @@ VERSION = 2
 RESTORES_FROM_VIEW = True
 _HEAD = struct.Struct(">4sBBIQQ")
 _EDIT_V1 = struct.Struct(">QII")
-# Re-decode the public file at protect time and compare its coefficients with the
-# intended ones: a splice bug must never produce an unreadable public file.
+# Check at protect time that the public file decodes to the intended coefficients (the
+# re-encoded spans in their context, sisafs/formats/jpeg_check.py): a splice bug must
+# never produce an unreadable public file.
 VERIFY_PUBLIC = True
 
 # (original start, original end, public bytes, metadata: worth deflating in the record)
@@ -90,15 +91,16 @@ def protect(data: bytes, regions: Sequence[Region], look: str, image_key: bytes,
             pub_coefs, altered = jpeg_looks.apply(layout, regions, look, noise_key)
             edits = _header_edits(data, layout)
             pin = look in jpeg_looks.SHOWS_MEANS
+            spans: list[tuple[int, Scan, int]] = []
             for scan in layout.scans:
-                edits += _scan_edits(data, layout, scan, pub_coefs, altered, pin)
+                edits += _scan_edits(data, layout, scan, pub_coefs, altered, pin, spans)
             edits.sort(key=lambda e: e[0])
             public, payload = _assemble(data, edits)
         with stage("self-check"):
             if restore(public, payload, image_key, file_id) != data:
                 raise UnsupportedImage("selective JPEG restore did not reproduce the input")
             if VERIFY_PUBLIC:
-                _verify_public(public, layout, pub_coefs)
+                jpeg_check.verify_public(public, data, layout, pub_coefs, edits, spans)
     except FormatError:
         raise
     except (ValueError, LookupError, IndexError, OverflowError, MemoryError) as e:
@@ -289,7 +291,10 @@ def _spans(flags: np.ndarray, per: int, pin: bool = False) -> list[tuple[int, in
 
 
 def _scan_edits(data: bytes, layout: Layout, scan: Scan, pub: list[np.ndarray],
-                altered: np.ndarray, pin: bool = False) -> list[Edit]:
+                altered: np.ndarray, pin: bool = False, done: list | None = None
+                ) -> list[Edit]:
+    """The edits that re-encode this scan's altered MCUs; `done` gets (edit start,
+    scan, first MCU) of each, for the public-file check."""
     flags = _scan_altered(layout, scan, altered)
     n = len(flags)
     per = scan.restart or n
@@ -311,6 +316,8 @@ def _scan_edits(data: bytes, layout: Layout, scan: Scan, pub: list[np.ndarray],
                 continue
             break
         edits.append(edit)
+        if done is not None:
+            done.append((edit[0], scan, a))
     return edits
 
 
@@ -522,14 +529,3 @@ def _pad_options(ac_part: bytes, dc: bytes, ac: bytes) -> tuple[tuple[int, int],
         if bits >= 0:
             options.setdefault((bits - base) % 8, q)
     return tuple(options.items())
-
-
-def _verify_public(public: bytes, layout: Layout, pub_coefs: list[np.ndarray]) -> None:
-    check = parse(public)
-    full = {k for s in layout.scans if s.interleaved for k in s.comps}
-    for k, (got, want) in enumerate(zip(check.coefs, pub_coefs, strict=True)):
-        if k not in full:  # non-interleaved scans code no MCU padding blocks
-            rows, cols = layout.frame.block_dims(layout.frame.components[k])
-            got, want = got[:rows, :cols], want[:rows, :cols]
-        if not np.array_equal(got, want):
-            raise UnsupportedImage("public JPEG does not decode as intended (internal error)")

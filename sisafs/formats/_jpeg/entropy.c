@@ -177,7 +177,7 @@ static int64_t br_tell(const breader *r)
     return (int64_t)off * 8 + (back * 8 - real);
 }
 
-static int decode_sym(breader *r, const htable *t)
+static inline int decode_sym(breader *r, const htable *t)
 {
     uint32_t look = br_peek(r, LOOKBITS);
     int l = t->lut_len[look];
@@ -219,6 +219,35 @@ static Py_ssize_t next_marker(const uint8_t *d, Py_ssize_t len, Py_ssize_t pos)
         pos++;
     }
     return -1;
+}
+
+/* Decode one block into blk (64 coefficients, zigzag order); NULL or what is wrong. */
+static inline const char *decode_block(breader *r, const htable *dct, const htable *act, int *pred,
+                                int16_t *blk)
+{
+    memset(blk, 0, 128);
+    int s = decode_sym(r, dct);
+    if (s < 0 || s > 11) return "bad DC code";
+    int p = *pred + getval(r, s);
+    if (p < -32767 || p > 32767) return "DC out of range";
+    *pred = p;
+    blk[0] = (int16_t)p;
+    for (int k = 1; k < 64;) {
+        int rs = decode_sym(r, act);
+        if (rs < 0) return "bad AC code";
+        int run = rs >> 4, sz = rs & 15;
+        if (sz) {
+            k += run;
+            if (k > 63 || sz > 10) return "bad AC coefficient";
+            blk[k++] = (int16_t)getval(r, sz);
+        } else if (run == 15) {
+            k += 16;
+            if (k > 64) return "bad zero run";
+        } else {
+            break;
+        }
+    }
+    return NULL;
 }
 
 /* ---------------------------------------------------------------- decode_scan */
@@ -314,28 +343,7 @@ static PyObject *decode_scan(PyObject *self, PyObject *args)
                 for (int bh = 0; bh < sc[j].h && !err; bh++) {
                     Py_ssize_t br_ = my * sc[j].v + bv, bc = mx * sc[j].h + bh;
                     int16_t *blk = (int16_t *)sc[j].out.buf + (br_ * sc[j].stride + bc) * 64;
-                    memset(blk, 0, 128);
-                    int s = decode_sym(&r, dct);
-                    if (s < 0 || s > 11) { err = "bad DC code"; break; }
-                    int p = pred[j] + getval(&r, s);
-                    if (p < -32767 || p > 32767) { err = "DC out of range"; break; }
-                    pred[j] = p;
-                    blk[0] = (int16_t)p;
-                    for (int k = 1; k < 64;) {
-                        int rs = decode_sym(&r, act);
-                        if (rs < 0) { err = "bad AC code"; break; }
-                        int run = rs >> 4, sz = rs & 15;
-                        if (sz) {
-                            k += run;
-                            if (k > 63 || sz > 10) { err = "bad AC coefficient"; break; }
-                            blk[k++] = (int16_t)getval(&r, sz);
-                        } else if (run == 15) {
-                            k += 16;
-                            if (k > 64) { err = "bad zero run"; break; }
-                        } else {
-                            break;
-                        }
-                    }
+                    err = decode_block(&r, dct, act, &pred[j], blk);
                 }
             }
         }
@@ -377,6 +385,145 @@ done:
     Py_XDECREF(pred_obj);
     Py_XDECREF(ends_obj);
     PyBuffer_Release(&data);
+    return result;
+}
+
+/* ---------------------------------------------------------------- check_mcus */
+
+/*
+ * The protect-time check of re-encoded spans (sisafs/formats/jpeg_check.py): for each
+ * job, decode MCUs m0.. of the scan from bit position `bitpos` with DC predictors
+ * p0..p3, and require every block to equal the intended coefficients (the `comps`
+ * buffers, laid out as decode_scan writes them). A job stops at the first MCU boundary
+ * past m0 whose bit position is at least `stop_bits` (the caller passes the end of the
+ * new bytes: from there on the file holds original bytes), or at m_end (the end of the
+ * restart interval or scan). Its result row says where the decoder stands: (MCU, bit
+ * position, byte after the padding or -1, p0..p3); the caller checks that this is
+ * exactly where the original's decoder stood, so the rest decodes as the original did.
+ * Jobs and results are int64 rows of 8: (bitpos, m0, m_end, stop_bits, p0..p3) and
+ * (mcu, bitpos, padded_end, p0..p3, 0).
+ */
+static PyObject *check_mcus(PyObject *self, PyObject *args)
+{
+    Py_buffer data, jobs, res;
+    PyObject *dcs, *acs, *comps;
+    Py_ssize_t mcus_x;
+    if (!PyArg_ParseTuple(args, "y*OOOny*w*", &data, &dcs, &acs, &comps, &mcus_x, &jobs,
+                          &res))
+        return NULL;
+    PyObject *result = NULL;
+    htable *tabs = NULL;
+    scomp sc[MAXC];
+    int ncomp = 0, nbuf = 0;
+    const char *err = NULL;
+    Py_ssize_t bad = -1;
+    Py_ssize_t njobs = jobs.len / 64;
+
+    if (!PyTuple_Check(dcs) || !PyTuple_Check(acs) || PyTuple_GET_SIZE(dcs) != 4 ||
+        PyTuple_GET_SIZE(acs) != 4 || !PyTuple_Check(comps)) {
+        PyErr_SetString(PyExc_TypeError, "bad arguments");
+        goto done;
+    }
+    ncomp = (int)PyTuple_GET_SIZE(comps);
+    if (ncomp < 1 || ncomp > MAXC || mcus_x < 1 || jobs.len % 64 || res.len < jobs.len) {
+        err = "bad arguments";
+        goto done;
+    }
+    tabs = PyMem_Calloc(8, sizeof(htable));
+    if (!tabs) { PyErr_NoMemory(); goto done; }
+    for (int i = 0; i < 4; i++) {
+        if (build_table(PyTuple_GET_ITEM(dcs, i), &tabs[i], 1) < 0) goto done;
+        if (build_table(PyTuple_GET_ITEM(acs, i), &tabs[4 + i], 0) < 0) goto done;
+    }
+    Py_ssize_t max_rows = 1 << 30;
+    for (int j = 0; j < ncomp; j++) {
+        PyObject *c = PyTuple_GET_ITEM(comps, j);
+        if (!PyArg_ParseTuple(c, "iiiinny*", &sc[j].h, &sc[j].v, &sc[j].dc, &sc[j].ac,
+                              &sc[j].rows, &sc[j].stride, &sc[j].out))
+            goto done;
+        nbuf++;
+        if (sc[j].h < 1 || sc[j].h > 4 || sc[j].v < 1 || sc[j].v > 4 || sc[j].dc < 0 ||
+            sc[j].dc > 3 || sc[j].ac < 0 || sc[j].ac > 3 || !tabs[sc[j].dc].valid ||
+            !tabs[4 + sc[j].ac].valid || sc[j].stride < mcus_x * sc[j].h ||
+            sc[j].out.len < (Py_ssize_t)(sc[j].rows * sc[j].stride * 64 * 2)) {
+            err = "bad scan component";
+            goto done;
+        }
+        if (sc[j].rows / sc[j].v < max_rows) max_rows = sc[j].rows / sc[j].v;
+    }
+
+    const int64_t *job = (const int64_t *)jobs.buf;
+    int64_t *out = (int64_t *)res.buf;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t q = 0; q < njobs && !err; q++, job += 8, out += 8) {
+        int64_t bitpos = job[0], stop_bits = job[3];
+        Py_ssize_t m0 = (Py_ssize_t)job[1], m_end = (Py_ssize_t)job[2];
+        int pred[MAXC] = {(int)job[4], (int)job[5], (int)job[6], (int)job[7]};
+        if (m0 < 0 || m_end <= m0 || (m_end - 1) / mcus_x >= max_rows || bitpos < 0 ||
+            (bitpos >> 3) >= data.len) {
+            err = "bad span geometry";
+            break;
+        }
+        breader r;
+        r.d = (const uint8_t *)data.buf;
+        r.len = data.len;
+        br_reset(&r, (Py_ssize_t)(bitpos >> 3));
+        if (bitpos & 7) {
+            br_fill(&r);
+            br_skip(&r, (int)(bitpos & 7));
+        }
+        Py_ssize_t m = m0, pad_end = -1;
+        int64_t t = 0;
+        int16_t blk[64];
+        for (; m < m_end; m++) {
+            t = br_tell(&r);
+            if (m > m0 && t >= stop_bits) break;
+            Py_ssize_t my = m / mcus_x, mx = m % mcus_x;
+            for (int j = 0; j < ncomp && !err; j++) {
+                const htable *dct = &tabs[sc[j].dc], *act = &tabs[4 + sc[j].ac];
+                for (int bv = 0; bv < sc[j].v && !err; bv++) {
+                    for (int bh = 0; bh < sc[j].h && !err; bh++) {
+                        Py_ssize_t br_ = my * sc[j].v + bv, bc = mx * sc[j].h + bh;
+                        const int16_t *want =
+                            (const int16_t *)sc[j].out.buf + (br_ * sc[j].stride + bc) * 64;
+                        err = decode_block(&r, dct, act, &pred[j], blk);
+                        if (!err && memcmp(blk, want, 128)) {
+                            err = "public scan does not decode as intended";
+                            bad = m;
+                        }
+                    }
+                }
+            }
+            if (!err && br_overrun(&r)) err = "entropy data truncated";
+            if (err) break;
+        }
+        if (err) break;
+        if (m == m_end) {
+            t = br_tell(&r);
+            pad_end = (Py_ssize_t)(t >> 3);
+            if (t & 7) pad_end += (r.d[pad_end] == 0xFF) ? 2 : 1;
+        }
+        out[0] = m;
+        out[1] = t;
+        out[2] = pad_end;
+        for (int j = 0; j < MAXC; j++) out[3 + j] = j < ncomp ? pred[j] : 0;
+        out[7] = 0;
+    }
+    Py_END_ALLOW_THREADS
+
+    if (err) {
+        if (bad >= 0) PyErr_Format(PyExc_ValueError, "%s (MCU %zd)", err, bad);
+        goto done;
+    }
+    Py_INCREF(Py_None);
+    result = Py_None;
+done:
+    if (err && !PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, err);
+    for (int j = 0; j < nbuf; j++) PyBuffer_Release(&sc[j].out);
+    PyMem_Free(tabs);
+    PyBuffer_Release(&data);
+    PyBuffer_Release(&jobs);
+    PyBuffer_Release(&res);
     return result;
 }
 
@@ -447,11 +594,26 @@ static int legal_dc(const htable *t, int diff)
     return best;
 }
 
+/* Index of the last non-zero AC term (0 if none): altered blocks are mostly flat, and
+ * the zeros after it cost nothing but the EOB, so the loops below stop there. */
+static inline int last_nonzero(const int16_t *blk)
+{
+    int w = 15; /* four coefficients at a time, from the end */
+    uint64_t q;
+    for (; w > 0; w--) {
+        memcpy(&q, blk + 4 * w, 8);
+        if (q) break;
+    }
+    int k = 4 * w + 3;
+    while (k > 0 && !blk[k]) k--;
+    return k;
+}
+
 /* Make a block encodable with the table's symbols by shrinking or dropping AC values. */
 static int legalize_ac(const htable *t, int16_t *blk)
 {
-    int run = 0;
-    for (int k = 1; k < 64; k++) {
+    int run = 0, last = last_nonzero(blk);
+    for (int k = 1; k <= last; k++) {
         int v = blk[k];
         if (!v) { run++; continue; }
         if (v > 1023) v = 1023;
@@ -493,8 +655,8 @@ static int encode_block(bwriter *w, const htable *dct, const htable *act, int16_
     if (!count_only && (bw_put(w, dct->ehufco[s], dct->ehufsi[s]) < 0 ||
                         bw_put(w, valbits(diff, s), s) < 0)) return -2;
     *pred = blk[0];
-    int run = 0;
-    for (int k = 1; k < 64; k++) {
+    int run = 0, last = last_nonzero(blk);
+    for (int k = 1; k <= last; k++) {
         int v = blk[k];
         if (!v) { run++; continue; }
         while (run > 15) {
@@ -511,7 +673,7 @@ static int encode_block(bwriter *w, const htable *dct, const htable *act, int16_
                             bw_put(w, valbits(v, sz), sz) < 0)) return -2;
         run = 0;
     }
-    if (run) {
+    if (last < 63) {
         if (!act->ehufsi[0]) return -1;
         n += act->ehufsi[0];
         if (!count_only && bw_put(w, act->ehufco[0], act->ehufsi[0]) < 0) return -2;
@@ -619,6 +781,9 @@ static PyMethodDef methods[] = {
     {"decode_scan", decode_scan, METH_VARARGS,
      "decode_scan(data, start, dc_tables, ac_tables, comps, mcus_x, mcus_y, restart)\n"
      "-> (scan_end, mcu_bitpos int64[], mcu_preds int32[n*4], interval_ends int64[])"},
+    {"check_mcus", check_mcus, METH_VARARGS,
+     "check_mcus(data, dc_tables, ac_tables, comps, mcus_x, jobs int64[n*8],\n"
+     "           results int64[n*8]) -> None (ValueError if a span decodes otherwise)"},
     {"encode_blocks", encode_blocks, METH_VARARGS,
      "encode_blocks(coefs, slots, fixed, dc_tables, ac_tables, preds) -> (bits, nbits)"},
     {"block_bits", block_bits, METH_VARARGS,
