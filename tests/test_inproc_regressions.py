@@ -249,3 +249,53 @@ def test_links_to_special_files_never_open_them(fs):
         assert fs.stat(f"/l{i}").st_nlink == 2 and fs.stat(f"/n{i}").st_nlink == 2
         fs.unlink(f"/n{i}")
         assert fs.stat(f"/l{i}").st_nlink == 1
+
+
+def test_11_protected_image_is_restored_at_its_first_read_not_at_open(fs, monkeypatch):
+    """A key holder re-opening a photo the kernel still caches (keep_cache) sends no
+    read: nothing may be read back and restored for it, even once the daemon's own
+    restore cache has let the photo go. The size is right before the first read."""
+    from sisafs.vault import store
+
+    photo = small_jpeg(11, (160, 120))
+    fs.write_file("/p.jpg", photo)
+    fs.protect_all()
+    assert kind(fs, "p.jpg") is Kind.PROTECTED
+    fs.unmount_remount()
+    restores = []
+    real = store.codec.restore
+    monkeypatch.setattr(store.codec, "restore",
+                        lambda data, key: restores.append(1) or real(data, key))
+    for _ in range(3):  # opened, stat'ed and closed without a read: no restore
+        fh = fs.open("/p.jpg", os.O_RDONLY)
+        assert fs.fstat(fh).st_size == len(photo)
+        fs.close(fh)
+        fs.vault.cache.clear()
+    assert restores == []
+    fh = fs.open("/p.jpg", os.O_RDONLY)
+    assert fs.read(fh, 0, 100) == photo[:100] and len(restores) == 1
+    assert fs.read(fh) == photo and len(restores) == 1  # restored once per open file
+    fs.close(fh)
+
+
+def test_12_damaged_record_is_eio_at_the_first_read(fs):
+    """With the restore at the first read, a record that does not authenticate fails
+    that read (EIO), never returning a byte; the open itself may succeed."""
+    photo = small_jpeg(12, (160, 120))
+    fs.write_file("/p.jpg", photo)
+    fs.protect_all()
+    fs.unmount_remount()
+    path = fs.root / "p.jpg"
+    data = bytearray(path.read_bytes())
+    tag = data.index(b"SISAR")
+    data[tag + 200] ^= 0x01  # inside the record's ciphertext: same record id
+    path.write_bytes(bytes(data))
+    fh = fs.open("/p.jpg", os.O_RDONLY)
+    try:
+        with pytest.raises(OSError) as e:
+            fs.read(fh, 0, 4096)
+        assert e.value.errno == errno.EIO
+        with pytest.raises(OSError):
+            fs.read(fh, 0, 4096)  # still no bytes on a second try
+    finally:
+        fs.close(fh)

@@ -22,6 +22,7 @@ Methods run on the trio thread unless their docstring says otherwise.
 from __future__ import annotations
 
 import errno
+import functools
 import logging
 import os
 import stat
@@ -346,8 +347,9 @@ class Vault:
                 of.bind(fd, writable, Kind.BLOCK, self._block(fd))
             elif p.kind is Kind.PROTECTED:
                 of.bind(fd, writable, Kind.PROTECTED,
-                        restored=restore_fd(fd, self.keys, self.cache, p.version),
-                        version=p.version)
+                        restored=functools.partial(restore_fd, fd, self.keys, self.cache,
+                                                   p.version),
+                        version=p.version, size=p.plain_size)
             else:
                 raise DamagedFile(f"{self.rel(path)}: not a sisafs file (foreign content "
                                   "in the backing directory)")
