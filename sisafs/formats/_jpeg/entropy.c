@@ -260,6 +260,32 @@ typedef struct {
     Py_buffer out;
 } scomp;
 
+/* The 4 DC and 4 AC tables a scan may use, from two 4-tuples of DHT bodies (or None):
+   [0..3] DC, [4..7] AC. NULL with a Python error set on failure; PyMem_Free it. */
+static htable *scan_tables(PyObject *dcs, PyObject *acs)
+{
+    htable *tabs = PyMem_Calloc(8, sizeof(htable));
+    if (!tabs) { PyErr_NoMemory(); return NULL; }
+    for (int i = 0; i < 4; i++) {
+        if (build_table(PyTuple_GET_ITEM(dcs, i), &tabs[i], 1) < 0 ||
+            build_table(PyTuple_GET_ITEM(acs, i), &tabs[4 + i], 0) < 0) {
+            PyMem_Free(tabs);
+            return NULL;
+        }
+    }
+    return tabs;
+}
+
+/* Whether a parsed scan component is usable: sampling factors, table ids that name
+   defined tables, a row stride for the MCU width and an output buffer that holds it. */
+static int component_ok(const scomp *c, const htable *tabs, Py_ssize_t mcus_x)
+{
+    return c->h >= 1 && c->h <= 4 && c->v >= 1 && c->v <= 4 && c->dc >= 0 && c->dc <= 3 &&
+           c->ac >= 0 && c->ac <= 3 && tabs[c->dc].valid && tabs[4 + c->ac].valid &&
+           c->stride >= mcus_x * c->h &&
+           c->out.len >= (Py_ssize_t)(c->rows * c->stride * 64 * 2);
+}
+
 static PyObject *decode_scan(PyObject *self, PyObject *args)
 {
     Py_buffer data;
@@ -285,12 +311,8 @@ static PyObject *decode_scan(PyObject *self, PyObject *args)
         err = "bad scan geometry";
         goto done;
     }
-    tabs = PyMem_Calloc(8, sizeof(htable));
-    if (!tabs) { PyErr_NoMemory(); goto done; }
-    for (int i = 0; i < 4; i++) {
-        if (build_table(PyTuple_GET_ITEM(dcs, i), &tabs[i], 1) < 0) goto done;
-        if (build_table(PyTuple_GET_ITEM(acs, i), &tabs[4 + i], 0) < 0) goto done;
-    }
+    tabs = scan_tables(dcs, acs);
+    if (!tabs) goto done;
     int blocks_per_mcu = 0;
     for (int j = 0; j < ncomp; j++) {
         PyObject *c = PyTuple_GET_ITEM(comps, j);
@@ -298,11 +320,7 @@ static PyObject *decode_scan(PyObject *self, PyObject *args)
                               &sc[j].rows, &sc[j].stride, &sc[j].out))
             goto done;
         nbuf++;
-        if (sc[j].h < 1 || sc[j].h > 4 || sc[j].v < 1 || sc[j].v > 4 || sc[j].dc < 0 ||
-            sc[j].dc > 3 || sc[j].ac < 0 || sc[j].ac > 3 || !tabs[sc[j].dc].valid ||
-            !tabs[4 + sc[j].ac].valid || sc[j].rows < mcus_y * sc[j].v ||
-            sc[j].stride < mcus_x * sc[j].h ||
-            sc[j].out.len < (Py_ssize_t)(sc[j].rows * sc[j].stride * 64 * 2)) {
+        if (!component_ok(&sc[j], tabs, mcus_x) || sc[j].rows < mcus_y * sc[j].v) {
             err = "bad scan component";
             goto done;
         }
@@ -429,12 +447,8 @@ static PyObject *check_mcus(PyObject *self, PyObject *args)
         err = "bad arguments";
         goto done;
     }
-    tabs = PyMem_Calloc(8, sizeof(htable));
-    if (!tabs) { PyErr_NoMemory(); goto done; }
-    for (int i = 0; i < 4; i++) {
-        if (build_table(PyTuple_GET_ITEM(dcs, i), &tabs[i], 1) < 0) goto done;
-        if (build_table(PyTuple_GET_ITEM(acs, i), &tabs[4 + i], 0) < 0) goto done;
-    }
+    tabs = scan_tables(dcs, acs);
+    if (!tabs) goto done;
     Py_ssize_t max_rows = 1 << 30;
     for (int j = 0; j < ncomp; j++) {
         PyObject *c = PyTuple_GET_ITEM(comps, j);
@@ -442,10 +456,7 @@ static PyObject *check_mcus(PyObject *self, PyObject *args)
                               &sc[j].rows, &sc[j].stride, &sc[j].out))
             goto done;
         nbuf++;
-        if (sc[j].h < 1 || sc[j].h > 4 || sc[j].v < 1 || sc[j].v > 4 || sc[j].dc < 0 ||
-            sc[j].dc > 3 || sc[j].ac < 0 || sc[j].ac > 3 || !tabs[sc[j].dc].valid ||
-            !tabs[4 + sc[j].ac].valid || sc[j].stride < mcus_x * sc[j].h ||
-            sc[j].out.len < (Py_ssize_t)(sc[j].rows * sc[j].stride * 64 * 2)) {
+        if (!component_ok(&sc[j], tabs, mcus_x)) {
             err = "bad scan component";
             goto done;
         }
