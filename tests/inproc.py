@@ -28,6 +28,7 @@ from sisafs.vault.keys import VaultKeys
 from sisafs.vault.layout import PRIVATE_DIR
 from sisafs.vault.recovery import scan
 from sisafs.vault.session import Session, worker_config
+from sisafs.vault.store import Kind, open_backing, probe_fd
 from sisafs.vault.vault import MAX_ATTEMPTS
 
 OFF = {"faces": False, "people": False, "text": False, "identity": False}
@@ -263,3 +264,12 @@ class FS:
     def recover(self) -> None:
         for path in scan(str(self.root), MAX_ATTEMPTS):
             self.vault.requeue(path)
+
+
+def backing_kind(fs: FS, name: str) -> Kind:
+    """What the backing file `name` is now (block file, protected image, ...)."""
+    fd = open_backing(str(fs.root / name), os.O_RDONLY)
+    try:
+        return probe_fd(fd, fs.vault.keys).kind
+    finally:
+        os.close(fd)

@@ -11,19 +11,11 @@ from __future__ import annotations
 import os
 
 import pytest
-from inproc import FS, small_jpeg
+from inproc import FS, backing_kind, small_jpeg
 
 from sisafs.pipeline.pool import WorkerPool
 from sisafs.pipeline.worker import write_new
-from sisafs.vault.store import Kind, open_backing, probe_fd, temp_dir
-
-
-def _kind(fs: FS, name: str) -> Kind:
-    fd = open_backing(str(fs.root / name), os.O_RDONLY)
-    try:
-        return probe_fd(fd, fs.vault.keys).kind
-    finally:
-        os.close(fd)
+from sisafs.vault.store import Kind, temp_dir
 
 
 def _temp_files(fs: FS) -> list[str]:
@@ -65,7 +57,7 @@ def test_committed_image_was_written_by_the_worker_and_reads_back(pool_fs):
     assert os.path.dirname(result.written) == temp_dir(str(fs.root))
     assert os.stat(result.written).st_mode & 0o777 == 0o600
     assert commit() == "a.jpg"
-    assert _kind(fs, "a.jpg") is Kind.PROTECTED
+    assert backing_kind(fs, "a.jpg") is Kind.PROTECTED
     assert not os.path.exists(result.written)
     assert _temp_files(fs) == []
     assert fs.read_file("/a.jpg") == data
@@ -79,7 +71,7 @@ def test_failed_job_leaves_no_temp_file(pool_fs):
     fs.write_file("/bad.jpg", bad)
     assert fs.start_job()() is None
     assert _temp_files(fs) == []
-    assert _kind(fs, "bad.jpg") is Kind.BLOCK  # stored encrypted whole, flagged failed
+    assert backing_kind(fs, "bad.jpg") is Kind.BLOCK  # stored encrypted whole, flagged failed
     assert fs.read_file("/bad.jpg") == bad
     assert fs.jobs.failed >= 1
 
@@ -95,7 +87,7 @@ def test_superseded_job_leaves_no_temp_file(pool_fs):
     assert _temp_files(fs) == []
     fs.protect_all()
     assert _temp_files(fs) == []
-    assert _kind(fs, "b.jpg") is Kind.PROTECTED
+    assert backing_kind(fs, "b.jpg") is Kind.PROTECTED
     assert fs.read_file("/b.jpg") == second
 
 

@@ -14,19 +14,11 @@ import subprocess
 import sys
 
 import pytest
-from inproc import FS, small_jpeg
+from inproc import FS, backing_kind, small_jpeg
 
 from sisafs.errors import MountpointError
 from sisafs.vault.lock import lock_vault
-from sisafs.vault.store import Kind, open_backing, probe_fd
-
-
-def kind(fs: FS, name: str) -> Kind:
-    fd = open_backing(str(fs.root / name), os.O_RDONLY)
-    try:
-        return probe_fd(fd, fs.vault.keys).kind
-    finally:
-        os.close(fd)
+from sisafs.vault.store import Kind
 
 
 @pytest.fixture
@@ -54,7 +46,7 @@ def test_2_rewrite_after_commit_with_reader_open(fs):
     r = fs.open("/x.jpg", os.O_RDONLY)
     fs.close(w)
     fs.protect_all()
-    assert kind(fs, "x.jpg") is Kind.PROTECTED
+    assert backing_kind(fs, "x.jpg") is Kind.PROTECTED
     fs.write_file("/x.jpg", b)
     assert fs.read(r) == b
     fs.close(r)
@@ -98,7 +90,7 @@ def test_4_hard_link_stays_one_file(fs):
     # One link gone: the image is protected again.
     fs.unlink("/b.jpg")
     fs.protect_all()
-    assert kind(fs, "c.jpg") is Kind.PROTECTED and fs.read_file("/c.jpg") == edited
+    assert backing_kind(fs, "c.jpg") is Kind.PROTECTED and fs.read_file("/c.jpg") == edited
 
 
 def test_5_save_by_rename_is_protected(fs):
@@ -107,14 +99,14 @@ def test_5_save_by_rename_is_protected(fs):
     commit = fs.start_job()  # the job has read the file under its old name
     fs.rename("/.IMG_1.jpg.tmp", "/IMG_1.jpg")
     commit()
-    assert kind(fs, "IMG_1.jpg") is Kind.PROTECTED
+    assert backing_kind(fs, "IMG_1.jpg") is Kind.PROTECTED
     # A whole album folder renamed while its photos wait.
     fs.mkdir("/album")
     for i in range(10):
         fs.write_file(f"/album/{i}.jpg", small_jpeg(10 + i))
     fs.rename("/album", "/Album 2024")
     fs.protect_all()
-    assert all(kind(fs, f"Album 2024/{i}.jpg") is Kind.PROTECTED for i in range(10))
+    assert all(backing_kind(fs, f"Album 2024/{i}.jpg") is Kind.PROTECTED for i in range(10))
     assert fs.read_file("/IMG_1.jpg") == img
 
 
@@ -193,7 +185,7 @@ def test_9_protection_keeps_the_dates_users_set(fs):
     st = fs.stat("/d.jpg")
     assert (st.st_atime_ns, st.st_mtime_ns) == ns
     fs.protect_all()
-    assert kind(fs, "d.jpg") is Kind.PROTECTED
+    assert backing_kind(fs, "d.jpg") is Kind.PROTECTED
     st = fs.stat("/d.jpg")
     assert (st.st_atime_ns, st.st_mtime_ns) == ns and st.st_size == len(img)
     # cp -p: times set by path after close
@@ -260,7 +252,7 @@ def test_11_protected_image_is_restored_at_its_first_read_not_at_open(fs, monkey
     photo = small_jpeg(11, (160, 120))
     fs.write_file("/p.jpg", photo)
     fs.protect_all()
-    assert kind(fs, "p.jpg") is Kind.PROTECTED
+    assert backing_kind(fs, "p.jpg") is Kind.PROTECTED
     fs.unmount_remount()
     restores = []
     real = store.codec.restore
