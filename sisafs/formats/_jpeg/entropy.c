@@ -286,6 +286,35 @@ static int component_ok(const scomp *c, const htable *tabs, Py_ssize_t mcus_x)
            c->out.len >= (Py_ssize_t)(c->rows * c->stride * 64 * 2);
 }
 
+/* Type checks shared by the scan entry points: two 4-tuples of tables and a tuple of
+   components. 0, or -1 with a TypeError set. */
+static int scan_args_ok(PyObject *dcs, PyObject *acs, PyObject *comps)
+{
+    if (!PyTuple_Check(dcs) || !PyTuple_Check(acs) || PyTuple_GET_SIZE(dcs) != 4 ||
+        PyTuple_GET_SIZE(acs) != 4 || !PyTuple_Check(comps)) {
+        PyErr_SetString(PyExc_TypeError, "bad arguments");
+        return -1;
+    }
+    return 0;
+}
+
+/* Parse the first `ncomp` components (h, v, dc id, ac id, rows, stride, buffer; `fmt`
+   says whether the buffer is written) into `sc`, counting acquired buffers in *nbuf.
+   0 when all are usable, -1 with a Python error set, -2 for an unusable component. */
+static int scan_components(PyObject *comps, int ncomp, const char *fmt, scomp *sc,
+                           int *nbuf, const htable *tabs, Py_ssize_t mcus_x)
+{
+    for (int j = 0; j < ncomp; j++) {
+        if (!PyArg_ParseTuple(PyTuple_GET_ITEM(comps, j), fmt, &sc[j].h, &sc[j].v,
+                              &sc[j].dc, &sc[j].ac, &sc[j].rows, &sc[j].stride, &sc[j].out))
+            return -1;
+        (*nbuf)++;
+        if (!component_ok(&sc[j], tabs, mcus_x))
+            return -2;
+    }
+    return 0;
+}
+
 static PyObject *decode_scan(PyObject *self, PyObject *args)
 {
     Py_buffer data;
@@ -300,11 +329,7 @@ static PyObject *decode_scan(PyObject *self, PyObject *args)
     int ncomp = 0, nbuf = 0;
     const char *err = NULL;
 
-    if (!PyTuple_Check(dcs) || !PyTuple_Check(acs) || PyTuple_GET_SIZE(dcs) != 4 ||
-        PyTuple_GET_SIZE(acs) != 4 || !PyTuple_Check(comps)) {
-        PyErr_SetString(PyExc_TypeError, "bad arguments");
-        goto done;
-    }
+    if (scan_args_ok(dcs, acs, comps) < 0) goto done;
     ncomp = (int)PyTuple_GET_SIZE(comps);
     if (ncomp < 1 || ncomp > MAXC || mcus_x < 1 || mcus_y < 1 || restart < 0 ||
         mcus_x > 65536 || mcus_y > 65536 || start < 0 || start > data.len) {
@@ -313,19 +338,14 @@ static PyObject *decode_scan(PyObject *self, PyObject *args)
     }
     tabs = scan_tables(dcs, acs);
     if (!tabs) goto done;
+    int rc = scan_components(comps, ncomp, "iiiinnw*", sc, &nbuf, tabs, mcus_x);
+    if (rc == -1) goto done;
     int blocks_per_mcu = 0;
-    for (int j = 0; j < ncomp; j++) {
-        PyObject *c = PyTuple_GET_ITEM(comps, j);
-        if (!PyArg_ParseTuple(c, "iiiinnw*", &sc[j].h, &sc[j].v, &sc[j].dc, &sc[j].ac,
-                              &sc[j].rows, &sc[j].stride, &sc[j].out))
-            goto done;
-        nbuf++;
-        if (!component_ok(&sc[j], tabs, mcus_x) || sc[j].rows < mcus_y * sc[j].v) {
-            err = "bad scan component";
-            goto done;
-        }
+    for (int j = 0; j < ncomp && !rc; j++) {
+        if (sc[j].rows < mcus_y * sc[j].v) rc = -2;
         blocks_per_mcu += sc[j].h * sc[j].v;
     }
+    if (rc) { err = "bad scan component"; goto done; }
     if (blocks_per_mcu > 10) { err = "too many blocks per MCU"; goto done; }
 
     Py_ssize_t nmcu = mcus_x * mcus_y;
@@ -437,11 +457,7 @@ static PyObject *check_mcus(PyObject *self, PyObject *args)
     Py_ssize_t bad = -1;
     Py_ssize_t njobs = jobs.len / 64;
 
-    if (!PyTuple_Check(dcs) || !PyTuple_Check(acs) || PyTuple_GET_SIZE(dcs) != 4 ||
-        PyTuple_GET_SIZE(acs) != 4 || !PyTuple_Check(comps)) {
-        PyErr_SetString(PyExc_TypeError, "bad arguments");
-        goto done;
-    }
+    if (scan_args_ok(dcs, acs, comps) < 0) goto done;
     ncomp = (int)PyTuple_GET_SIZE(comps);
     if (ncomp < 1 || ncomp > MAXC || mcus_x < 1 || jobs.len % 64 || res.len < jobs.len) {
         err = "bad arguments";
@@ -449,19 +465,12 @@ static PyObject *check_mcus(PyObject *self, PyObject *args)
     }
     tabs = scan_tables(dcs, acs);
     if (!tabs) goto done;
+    int rc = scan_components(comps, ncomp, "iiiinny*", sc, &nbuf, tabs, mcus_x);
+    if (rc == -1) goto done;
+    if (rc) { err = "bad scan component"; goto done; }
     Py_ssize_t max_rows = 1 << 30;
-    for (int j = 0; j < ncomp; j++) {
-        PyObject *c = PyTuple_GET_ITEM(comps, j);
-        if (!PyArg_ParseTuple(c, "iiiinny*", &sc[j].h, &sc[j].v, &sc[j].dc, &sc[j].ac,
-                              &sc[j].rows, &sc[j].stride, &sc[j].out))
-            goto done;
-        nbuf++;
-        if (!component_ok(&sc[j], tabs, mcus_x)) {
-            err = "bad scan component";
-            goto done;
-        }
+    for (int j = 0; j < ncomp; j++)
         if (sc[j].rows / sc[j].v < max_rows) max_rows = sc[j].rows / sc[j].v;
-    }
 
     const int64_t *job = (const int64_t *)jobs.buf;
     int64_t *out = (int64_t *)res.buf;
