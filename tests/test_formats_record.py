@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import zlib
 from pathlib import Path
 
 import pytest
@@ -30,13 +31,14 @@ def test_frozen_v1_records_still_restore(name, path):
     assert info["regions"][0]["box"] == [24, 16, 48, 32]
 
 
-@pytest.mark.parametrize("version", [2, 3])
+@pytest.mark.parametrize("version", [2, 3, 4])
 @pytest.mark.parametrize("name,path", [("jpeg", "selective"), ("png", "selective"),
                                        ("progressive", "fallback")])
 def test_frozen_v2_records_restore_and_seal_labels_scores_size(name, path, version):
-    """Versions 2 and 3: without the key, inspect shows what the public image shows
+    """Versions 2 to 4: without the key, inspect shows what the public image shows
     (format, path, boxes, look); the size, labels and scores open with the key only.
-    Version 3 differs only in binding the public bytes themselves, not their SHA-256."""
+    Version 3 differs only in binding the public bytes themselves, not their SHA-256;
+    version 4 only in deflating both manifests."""
     ext = "png" if name == "png" else "jpg"
     protected = (FIXTURES / f"v{version}_{name}_protected.{ext}").read_bytes()
     original = (FIXTURES / f"v1_{name}_original.{ext}").read_bytes()
@@ -63,6 +65,52 @@ def test_v1_records_are_still_written_for_old_readers_on_request():
                        public_without_record=b"pub", file_id=b"\1" * 16, version=1)
     header, payload = record.open_(blob, key, b"pub")
     assert header.version == 1 and header.original_size == 7 and payload == b"payload"
+
+
+def _many_regions(n: int) -> dict:
+    return {"regions": [{"label": "text", "score": 1.0, "box": [10 * i, 20, 30, 12],
+                         "look": "blur", "mask_share": 1.0, "why": "text: always altered"}
+                        for i in range(n)]}
+
+
+def test_v4_deflates_both_manifests_and_reads_them_back():
+    """A dozen similar regions: version 4's record is much smaller than version 3's,
+    its clear manifest is not readable JSON in the blob, and inspect-level parsing and
+    the keyed open give the same manifests as version 3."""
+    key, fid = os.urandom(32), os.urandom(16)
+    manifest = _many_regions(14)
+    blobs = {v: record.seal(b"payload", key, path=1, fmt=1, original_size=9,
+                            public_without_record=b"pub", file_id=fid, manifest=manifest,
+                            version=v) for v in (3, 4)}
+    assert len(blobs[4]) < len(blobs[3]) - 500
+    assert b'"box"' in blobs[3] and b'"box"' not in blobs[4]
+    opened = {v: record.open_(b, key, b"pub") for v, b in blobs.items()}
+    assert opened[4][0].manifest == opened[3][0].manifest == record.parse_header(blobs[4]).manifest
+    assert opened[4][0].private == opened[3][0].private
+    assert bytes(opened[4][1]) == b"payload" and opened[4][0].size(key) == 9
+
+
+def _v4_blob_with_clear_manifest(raw: bytes, key: bytes) -> bytes:
+    fid = b"\2" * 16
+    good = record.seal(b"p", key, path=1, fmt=1, original_size=1, public_without_record=b"",
+                       file_id=fid, manifest={"regions": []})
+    head = good[: record.HEADER_SIZE]
+    return head + len(raw).to_bytes(4, "big") + raw + b"\0" * 16
+
+
+@pytest.mark.parametrize("raw", [
+    zlib.compress(b" " * (record.MAX_MANIFEST + 10))[2:-4],  # a deflate bomb, raw stream
+    zlib.compress(b"[1, 2]")[2:-4],  # JSON, but not an object
+    b"{not deflate at all",
+    zlib.compress(b'{"regions": []}')[2:-8],  # cut short
+])
+def test_v4_manifest_that_does_not_inflate_to_a_bounded_object_is_refused(raw):
+    """A hostile file's clear manifest is parsed without a key (inspect, getattr's
+    header read): it must fail with RecordError, and a bomb may not inflate past the
+    bound."""
+    blob = _v4_blob_with_clear_manifest(raw, os.urandom(32))
+    with pytest.raises(RecordError, match="unreadable manifest"):
+        record.parse_header(blob)
 
 
 def _sample(corpus) -> bytes:
