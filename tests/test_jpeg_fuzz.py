@@ -198,3 +198,40 @@ def test_asan_build_survives_mutations(tmp_path: Path) -> None:
                           str(ROOT / "tests"), "1500"], env=env, capture_output=True, text=True,
                          timeout=1200)
     assert run.returncode == 0 and "ASAN-OK" in run.stdout, run.stderr[-4000:]
+
+
+# ------------------------------------------------------------------ decoder reference
+
+def _natural_order() -> np.ndarray:
+    """zigzag index -> natural (row-major) index of an 8x8 block."""
+    order = sorted(((y, x) for y in range(8) for x in range(8)),
+                   key=lambda p: (p[0] + p[1], p[1] if (p[0] + p[1]) % 2 == 0 else p[0]))
+    return np.array([y * 8 + x for y, x in order])
+
+
+@pytest.mark.parametrize("quality", [50, 90, 100])
+def test_decoded_coefficients_match_an_independent_decoder(quality) -> None:
+    """The C decoder's coefficients, dequantised and inverse-transformed, give Pillow's
+    (libjpeg's) pixels to within rounding. A grey noisy photo at three qualities makes
+    every AC size class appear, so both the one-lookup path for short codes and the
+    slow path for long ones are exercised against a decoder we did not write."""
+    from sisafs.formats import jpeg_structure
+
+    rng = np.random.default_rng(quality)
+    img = np.clip(np.linspace(0, 255, 96 * 128).reshape(96, 128)
+                  + rng.normal(0, 60, (96, 128)), 0, 255).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, "JPEG", quality=quality)
+    data = buf.getvalue()
+    layout = jpeg_structure.parse(data)
+    coefs = layout.coefs[0]
+    q = layout.qtables[layout.frame.components[0].tq]
+    natural = np.zeros(coefs.shape, np.float32)
+    natural[..., _natural_order()] = coefs * q
+    blocks = np.stack([cv2.idct(b.reshape(8, 8)) for b in natural.reshape(-1, 64)])
+    rows, cols = coefs.shape[:2]
+    ours = blocks.reshape(rows, cols, 8, 8).transpose(0, 2, 1, 3).reshape(rows * 8, cols * 8)
+    ours = np.clip(np.rint(ours + 128), 0, 255)[:96, :128]
+    theirs = np.asarray(Image.open(io.BytesIO(data)), np.float32)
+    assert np.abs(ours - theirs).max() <= 2
+    assert (np.abs(coefs[..., 1:]) >= 16).any()  # codes too long for one lookup too

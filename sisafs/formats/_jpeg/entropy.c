@@ -24,6 +24,11 @@ typedef struct {
     int32_t valoffset[18];
     uint8_t lut_len[1 << LOOKBITS];
     uint8_t lut_sym[1 << LOOKBITS];
+    /* AC tables: a code and its value bits that fit in LOOKBITS together, decoded in
+       one lookup (length 0: take the slow path). Most AC terms of a photo are short. */
+    uint8_t fast_len[1 << LOOKBITS];
+    uint8_t fast_run[1 << LOOKBITS];
+    int16_t fast_val[1 << LOOKBITS];
     uint8_t huffval[256];
     /* encoding */
     uint16_t ehufco[256];
@@ -84,6 +89,15 @@ static int build_table(PyObject *obj, htable *t, int is_dc)
                         t->lut_sym[lookbits + c] = p[16 + k];
                     }
                 }
+            }
+            for (int look = 0; !is_dc && look < (1 << LOOKBITS); look++) {
+                int l = t->lut_len[look], sz = t->lut_sym[look] & 15;
+                if (!l || !sz || l + sz > LOOKBITS) continue;
+                uint32_t v = ((uint32_t)look >> (LOOKBITS - l - sz)) & ((1u << sz) - 1);
+                t->fast_len[look] = (uint8_t)(l + sz);
+                t->fast_run[look] = (uint8_t)(t->lut_sym[look] >> 4);
+                t->fast_val[look] = (int16_t)(v < (1u << (sz - 1)) ? (int)v - (int)((1u << sz) - 1)
+                                                                   : (int)v);
             }
             for (k = 0; k < total; k++) {
                 uint8_t sym = p[16 + k];
@@ -233,6 +247,15 @@ static inline const char *decode_block(breader *r, const htable *dct, const htab
     *pred = p;
     blk[0] = (int16_t)p;
     for (int k = 1; k < 64;) {
+        uint32_t look = br_peek(r, LOOKBITS);
+        int fl = act->fast_len[look];
+        if (fl) {  /* same bits, same checks as the slow path below */
+            k += act->fast_run[look];
+            if (k > 63) return "bad AC coefficient";
+            br_skip(r, fl);
+            blk[k++] = act->fast_val[look];
+            continue;
+        }
         int rs = decode_sym(r, act);
         if (rs < 0) return "bad AC code";
         int run = rs >> 4, sz = rs & 15;
