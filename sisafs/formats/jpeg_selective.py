@@ -50,6 +50,7 @@ import functools
 import struct
 import zlib
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 
@@ -57,7 +58,7 @@ from sisafs.crypto.keys import PURPOSE_NOISE, subkey
 from sisafs.formats import _jpegcodec, jpeg_check, jpeg_looks
 from sisafs.formats.errors import FormatError, RecordError, UnsupportedImage
 from sisafs.formats.jpeg_privacy import public_segment
-from sisafs.formats.jpeg_structure import Layout, Scan, mcu_blocks, parse
+from sisafs.formats.jpeg_structure import Layout, Scan, parse, scan_geometry
 from sisafs.regions import Region
 from sisafs.stagecost import stage
 
@@ -290,6 +291,39 @@ def _spans(flags: np.ndarray, per: int, pin: bool = False) -> list[tuple[int, in
     return list(zip(idx[starts].tolist(), ends.tolist(), iv[starts].tolist(), strict=True))
 
 
+class _ScanCtx(NamedTuple):
+    """What every span of one scan shares, worked out once per scan: a 12 MP photo has
+    hundreds of spans, and per-span numpy set-up cost more than encoding them."""
+
+    scan: Scan
+    flags: np.ndarray  # bool per MCU: altered
+    fixed: np.ndarray  # uint8 per block of the scan: 1 = unaltered (coded as it stands)
+    per: int  # blocks per MCU
+    pattern: bytes  # scan slot of each block of one MCU, in coding order
+    lasts: tuple[int, ...]  # per scan slot: index of its last block in one MCU
+    mcus_x: int
+    hv: tuple[tuple[int, int], ...]  # per scan slot: (h, v) blocks per MCU
+    pub: tuple  # copy_mcus' view of the public coefficients
+    dcs: tuple
+    acs: tuple
+
+
+def _scan_ctx(layout: Layout, scan: Scan, pub: list[np.ndarray], flags: np.ndarray
+              ) -> _ScanCtx:
+    mx, _, hv = scan_geometry(layout.frame, scan)
+    pattern = bytes(j for j, (h, v) in enumerate(hv) for _ in range(h * v))
+    lasts, n = [], 0
+    for h, v in hv:
+        n += h * v
+        lasts.append(n - 1)
+    comps = tuple((h, v, *pub[k].shape[:2], pub[k]) for (h, v), k in zip(hv, scan.comps,
+                                                                         strict=True))
+    return _ScanCtx(scan, flags, np.repeat((~flags).astype(np.uint8), len(pattern)),
+                    len(pattern), pattern, tuple(lasts), mx, tuple(hv), comps,
+                    tuple(scan.dc_tables[d] for d in scan.dc_ids),
+                    tuple(scan.ac_tables[t] for t in scan.ac_ids))
+
+
 def _scan_edits(data: bytes, layout: Layout, scan: Scan, pub: list[np.ndarray],
                 altered: np.ndarray, pin: bool = False, done: list | None = None
                 ) -> list[Edit]:
@@ -299,14 +333,16 @@ def _scan_edits(data: bytes, layout: Layout, scan: Scan, pub: list[np.ndarray],
     n = len(flags)
     per = scan.restart or n
     spans = _spans(flags, per, pin)
+    if not spans:
+        return []
+    ctx = _scan_ctx(layout, scan, pub, flags)
     edits: list[Edit] = []
     i = 0
     while i < len(spans):
         a, e, iv = spans[i]
         interval_end = min((iv + 1) * per, n)
         while True:
-            edit, used = _span_edit(data, layout, scan, pub, flags, a, e, interval_end, iv,
-                                    pin)
+            edit, used = _span_edit(data, layout, ctx, a, e, interval_end, iv, pin)
             i += 1
             # A span that grew to its interval's end, or whose last byte is the first
             # byte of the next span, swallows the next span.
@@ -321,77 +357,77 @@ def _scan_edits(data: bytes, layout: Layout, scan: Scan, pub: list[np.ndarray],
     return edits
 
 
-def _span_edit(data: bytes, layout: Layout, scan: Scan, pub: list[np.ndarray],
-               flags: np.ndarray, a: int, e: int, interval_end: int, iv: int,
-               pin: bool = False) -> tuple[Edit, int]:
+# _pad_bits tries at most this many altered blocks, from the span's end backwards.
+_PAD_TRIES = 32
+
+
+def _span_edit(data: bytes, layout: Layout, ctx: _ScanCtx, a: int, e: int,
+               interval_end: int, iv: int, pin: bool = False) -> tuple[Edit, int]:
     """The edit that re-encodes MCUs a..e-1, and the end MCU it really covers.
 
     Without `pin`, MCU e-1 is unaltered (or the interval ends at e) and its re-encoding
     puts the DC predictors back in step. With `pin`, MCU e-1 is altered and the last
     block of each component in the span takes its original DC instead; should that not
-    come out exactly, the span takes the unaltered MCU after it as before."""
+    come out exactly, the span takes the unaltered MCU after it as before.
+
+    The span is encoded in two parts, split at an MCU boundary before the last blocks
+    `_pad_bits` may touch: most spans need padding, and then only the short second part
+    is encoded again. The bits are the same as one encoding of the whole span (the
+    encoder's only state across blocks is the DC predictors)."""
+    scan, per = ctx.scan, ctx.per
     tail = e == interval_end
-    slot, comp, rows, cols = mcu_blocks(layout.frame, scan, a, e)
-    fixed = np.repeat(~flags[a:e], len(slot) // (e - a)).astype(np.uint8)
-    coefs = np.empty((len(slot), 64), np.int16)
-    picks = [(k, slot == j) for j, k in enumerate(scan.comps)]
-    for k, sel in picks:
-        coefs[sel] = pub[k][rows[sel], cols[sel]]
-    slots = slot.astype(np.uint8).tobytes()
-    dcs = tuple(scan.dc_tables[d] for d in scan.dc_ids)
-    acs = tuple(scan.ac_tables[t] for t in scan.ac_ids)
+    coefs = np.empty(((e - a) * per, 64), np.int16)
+    _jpegcodec.copy_mcus(ctx.pub, ctx.mcus_x, a, e, coefs, False)
+    fixed = ctx.fixed[a * per : e * per]
+    slots = ctx.pattern * (e - a)
     preds = tuple(int(p) for p in scan.mcu_preds[a, : len(scan.comps)])
     start = int(scan.mcu_pos[a])
-    off_s, ph_s = start >> 3, start & 7
-    if not tail:
-        end = int(scan.mcu_pos[e])
-        off_e, ph_e = end >> 3, end & 7
+    end = -1 if tail else int(scan.mcu_pos[e])
     pins: list[tuple[int, int]] = []  # (block index in the span, original DC)
     plan_fixed = fixed
     if pin and not tail and not fixed[-1]:
         plan_fixed = fixed.copy()
+        my, mx = divmod(e - 1, ctx.mcus_x)
         for j, k in enumerate(scan.comps):
-            last = int(np.flatnonzero(slot == j)[-1])
-            dc = int(layout.coefs[k][rows[last], cols[last], 0])
+            last = (e - a - 1) * per + ctx.lasts[j]
+            h, v = ctx.hv[j]
+            dc = int(layout.coefs[k][my * v + v - 1, mx * h + h - 1, 0])
             coefs[last, 0] = dc
             plan_fixed[last] = 1  # the walk must land on it, as on an unaltered block
             pins.append((last, dc))
     elif pin and not tail:
         pin = False
-    _plan_dc(coefs, slots, plan_fixed, dcs, preds)
-    enc = (slots, fixed, dcs, acs, preds)
-    bits, nbits = _encode(coefs, *enc)
-    if not tail and (ph_s + nbits - ph_e) % 8:
-        if _pad_bits(coefs, slots, fixed, dcs, acs, (ph_e - ph_s - nbits) % 8):
-            bits, nbits = _encode(coefs, *enc)
+    _plan_dc(coefs, slots, plan_fixed, ctx.dcs, preds)
+    alt = np.flatnonzero(ctx.flags[a:e])
+    need = -(-_PAD_TRIES // per)  # altered MCUs that hold the blocks _pad_bits may try
+    k0 = int(alt[-need]) * per if len(alt) > need else 0
+    head = _encode(coefs[:k0], slots[:k0], fixed[:k0], ctx.dcs, ctx.acs, preds) if k0 \
+        else (b"", 0)
+    if k0:  # the predictors after the head: its last block of each component
+        preds = tuple(int(coefs[k0 - per + ctx.lasts[j], 0]) for j in range(len(preds)))
+    rest = (coefs[k0:], slots[k0:], fixed[k0:], ctx.dcs, ctx.acs)
+    bits = _encode(*rest, preds)
+    if not tail and (start + head[1] + bits[1] - end) % 8:
+        if _pad_bits(*rest, (end - start - head[1] - bits[1]) % 8):
+            bits = _encode(*rest, preds)
         else:
             # No spare coefficient gives the right length: run to the interval's end.
-            return _span_edit(data, layout, scan, pub, flags, a, interval_end,
-                              interval_end, iv)
+            return _span_edit(data, layout, ctx, a, interval_end, interval_end, iv)
     if any(int(coefs[i, 0]) != dc for i, dc in pins):
         # The encoder had to move a pinned DC: re-synchronise the old way.
-        return _span_edit(data, layout, scan, pub, flags, a, min(e + 1, interval_end),
-                          interval_end, iv)
-    for k, sel in picks:
-        pub[k][rows[sel], cols[sel]] = coefs[sel]  # what the public file now holds
-    v = (data[off_s] >> (8 - ph_s)) if ph_s else 0
-    v = (v << nbits) | (int.from_bytes(bits, "big") >> (len(bits) * 8 - nbits))
-    total = ph_s + nbits
+        return _span_edit(data, layout, ctx, a, min(e + 1, interval_end), interval_end, iv)
+    _jpegcodec.copy_mcus(ctx.pub, ctx.mcus_x, a, e, coefs, True)  # what the public file holds
+    try:
+        new = _jpegcodec.span_bytes(data, start, (head, bits), end)
+    except ValueError:
+        raise UnsupportedImage("span bit length mismatch (internal error)") from None
     if tail:
-        pad = -total % 8
-        v, total = (v << pad) | ((1 << pad) - 1), total + pad
         orig_end = int(scan.interval_ends[iv])
+    elif end & 7:
+        orig_end = (end >> 3) + (2 if data[end >> 3] == 0xFF else 1)
     else:
-        if ph_e:
-            v = (v << (8 - ph_e)) | (data[off_e] & ((1 << (8 - ph_e)) - 1))
-            total += 8 - ph_e
-            orig_end = off_e + (2 if data[off_e] == 0xFF else 1)
-        else:
-            orig_end = off_e
-        if total % 8:
-            raise UnsupportedImage("span bit length mismatch (internal error)")
-    new = v.to_bytes(total // 8, "big").replace(b"\xff", b"\xff\x00")
-    return (off_s, orig_end, new, False), e
+        orig_end = end >> 3
+    return (start >> 3, orig_end, new, False), e
 
 
 def _encode(coefs: np.ndarray, slots: bytes, fixed: np.ndarray, dcs: tuple, acs: tuple,

@@ -820,6 +820,8 @@ done:
     return result;
 }
 
+#include "span.c"
+
 static PyMethodDef methods[] = {
     {"decode_scan", decode_scan, METH_VARARGS,
      "decode_scan(data, start, dc_tables, ac_tables, comps, mcus_x, mcus_y, restart)\n"
@@ -831,6 +833,11 @@ static PyMethodDef methods[] = {
      "encode_blocks(coefs, slots, fixed, dc_tables, ac_tables, preds) -> (bits, nbits)"},
     {"block_bits", block_bits, METH_VARARGS,
      "block_bits(coef64, dc_table, ac_table) -> bits of the AC part, or -1 if not codable"},
+    {"copy_mcus", copy_mcus, METH_VARARGS,
+     "copy_mcus(comps, mcus_x, m0, m1, blocks, to_comps) -> blocks copied\n"
+     "comps: per scan component (h, v, rows, cols, int16 array rows x cols x 64)"},
+    {"span_bytes", span_bytes, METH_VARARGS,
+     "span_bytes(data, start_bit, ((bits, nbits), ...), end_bit) -> stuffed span bytes"},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef moddef = {
