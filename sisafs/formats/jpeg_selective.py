@@ -203,8 +203,13 @@ def _inflate(stored: memoryview, public: memoryview, limit: int) -> bytes:
     return out
 
 
+_BYTE = [bytes((i,)) for i in range(0x80)]
+
+
 def _varint(n: int) -> bytes:
     """Unsigned LEB128: 7 bits a byte, low bits first, high bit set on all but the last."""
+    if 0 <= n < 0x80:  # most gaps and lengths: one byte
+        return _BYTE[n]
     out = bytearray()
     while n >= 0x80:
         out.append(n & 0x7F | 0x80)
@@ -454,6 +459,13 @@ def _codable(table: bytes) -> np.ndarray:
     return out
 
 
+@functools.lru_cache(maxsize=16)
+def _codes_all(table: bytes) -> bool:
+    """Does the table code every DC difference? Asked once per component and span, and
+    the numpy test cost more than the rest of a typical span's planning."""
+    return bool(_codable(table).all())
+
+
 def _landing_sets(codable: np.ndarray, f: int, n: int) -> list[np.ndarray | None]:
     """For each of n altered blocks before an unaltered one with DC f: the DC values from
     which f can still be reached in codable steps (None = any value)."""
@@ -486,9 +498,9 @@ def _plan_dc(coefs: np.ndarray, slots: bytes, fixed: np.ndarray, dcs: tuple,
     Optimised tables only code the difference sizes the original needed, so the altered
     DCs walk towards the next original DC in steps the table can code."""
     for j in range(len(preds)):
-        codable = _codable(dcs[j])
-        if codable.all():
+        if _codes_all(dcs[j]):
             continue  # every DC difference has a code (standard tables): nothing to plan
+        codable = _codable(dcs[j])
         idx = np.flatnonzero(np.frombuffer(slots, np.uint8) == j).tolist()
         p, n = preds[j], 0
         while n < len(idx):
