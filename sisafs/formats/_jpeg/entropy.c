@@ -588,21 +588,22 @@ typedef struct {
     int64_t nbits;
 } bwriter;
 
-/* Append the low `size` bits of `code`, most significant first (size <= 24). */
-static int bw_put(bwriter *w, uint32_t code, int size)
+/* Append the low `size` bits of `code`, most significant first (size <= 24): at most
+ * three whole bytes, so one capacity check a call. */
+static inline int bw_put(bwriter *w, uint32_t code, int size)
 {
     if (size <= 0) return 0;
+    if (w->cap - w->nbytes < 4) {
+        Py_ssize_t ncap = w->cap ? w->cap * 2 : 256;
+        uint8_t *nb = PyMem_Realloc(w->buf, (size_t)ncap);
+        if (!nb) return -1;
+        w->buf = nb;
+        w->cap = ncap;
+    }
     w->acc = (w->acc << size) | (code & ((1u << size) - 1));
     w->nacc += size;
     w->nbits += size;
     while (w->nacc >= 8) {
-        if (w->nbytes >= w->cap) {
-            Py_ssize_t ncap = w->cap ? w->cap * 2 : 256;
-            uint8_t *nb = PyMem_Realloc(w->buf, (size_t)ncap);
-            if (!nb) return -1;
-            w->buf = nb;
-            w->cap = ncap;
-        }
         w->nacc -= 8;
         w->buf[w->nbytes++] = (uint8_t)(w->acc >> w->nacc);
     }
@@ -613,9 +614,13 @@ static int bw_put(bwriter *w, uint32_t code, int size)
 static inline int category(int v)
 {
     if (v < 0) v = -v;
+#if defined(__GNUC__)
+    return v ? 32 - __builtin_clz((unsigned)v) : 0;
+#else
     int s = 0;
     while (v) { s++; v >>= 1; }
     return s;
+#endif
 }
 
 static inline uint32_t valbits(int v, int s) { return (uint32_t)(v < 0 ? v + (1 << s) - 1 : v); }
