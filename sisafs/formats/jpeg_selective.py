@@ -46,6 +46,7 @@ record), about 2 % of a small photo at level 1.
 
 from __future__ import annotations
 
+import bisect
 import functools
 import struct
 import zlib
@@ -305,7 +306,8 @@ class _ScanCtx(NamedTuple):
     fixed: np.ndarray  # uint8 per block of the scan: 1 = unaltered (coded as it stands)
     per: int  # blocks per MCU
     pattern: bytes  # scan slot of each block of one MCU, in coding order
-    lasts: tuple[int, ...]  # per scan slot: index of its last block in one MCU
+    lasts: list[int]  # per scan slot: index of its last block in one MCU
+    alt: list[int]  # the altered MCUs, ascending
     mcus_x: int
     hv: tuple[tuple[int, int], ...]  # per scan slot: (h, v) blocks per MCU
     pub: tuple  # copy_mcus' view of the public coefficients
@@ -324,7 +326,8 @@ def _scan_ctx(layout: Layout, scan: Scan, pub: list[np.ndarray], flags: np.ndarr
     comps = tuple((h, v, *pub[k].shape[:2], pub[k]) for (h, v), k in zip(hv, scan.comps,
                                                                          strict=True))
     return _ScanCtx(scan, flags, np.repeat((~flags).astype(np.uint8), len(pattern)),
-                    len(pattern), pattern, tuple(lasts), mx, tuple(hv), comps,
+                    len(pattern), pattern, lasts, np.flatnonzero(flags).tolist(), mx,
+                    tuple(hv), comps,
                     tuple(scan.dc_tables[d] for d in scan.dc_ids),
                     tuple(scan.ac_tables[t] for t in scan.ac_ids))
 
@@ -385,7 +388,7 @@ def _span_edit(data: bytes, layout: Layout, ctx: _ScanCtx, a: int, e: int,
     _jpegcodec.copy_mcus(ctx.pub, ctx.mcus_x, a, e, coefs, False)
     fixed = ctx.fixed[a * per : e * per]
     slots = ctx.pattern * (e - a)
-    preds = tuple(int(p) for p in scan.mcu_preds[a, : len(scan.comps)])
+    preds = tuple(scan.mcu_preds[a, : len(scan.comps)].tolist())
     start = int(scan.mcu_pos[a])
     end = -1 if tail else int(scan.mcu_pos[e])
     pins: list[tuple[int, int]] = []  # (block index in the span, original DC)
@@ -403,13 +406,13 @@ def _span_edit(data: bytes, layout: Layout, ctx: _ScanCtx, a: int, e: int,
     elif pin and not tail:
         pin = False
     _plan_dc(coefs, slots, plan_fixed, ctx.dcs, preds)
-    alt = np.flatnonzero(ctx.flags[a:e])
     need = -(-_PAD_TRIES // per)  # altered MCUs that hold the blocks _pad_bits may try
-    k0 = int(alt[-need]) * per if len(alt) > need else 0
+    hi = bisect.bisect_left(ctx.alt, e)
+    k0 = (ctx.alt[hi - need] - a) * per if hi - bisect.bisect_left(ctx.alt, a) > need else 0
     head = _encode(coefs[:k0], slots[:k0], fixed[:k0], ctx.dcs, ctx.acs, preds) if k0 \
         else (b"", 0)
     if k0:  # the predictors after the head: its last block of each component
-        preds = tuple(int(coefs[k0 - per + ctx.lasts[j], 0]) for j in range(len(preds)))
+        preds = tuple(coefs[[k0 - per + x for x in ctx.lasts], 0].tolist())
     rest = (coefs[k0:], slots[k0:], fixed[k0:], ctx.dcs, ctx.acs)
     bits = _encode(*rest, preds)
     if not tail and (start + head[1] + bits[1] - end) % 8:
