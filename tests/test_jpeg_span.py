@@ -179,3 +179,48 @@ def test_span_bytes_refuses_bad_arguments() -> None:
     assert _jpegcodec.span_bytes(b"\xe0", 3, ((b"\xf8", 5),), -1) == b"\xff\x00"
     assert _jpegcodec.span_bytes(data, 0, ((b"\xa0", 3),), -1) == b"\xbf"  # one-bit padding
     assert _jpegcodec.span_bytes(data, 8, ((b"\xff", 8),), 16) == b"\xff\x00"
+
+
+def _tables(n: int) -> list[tuple[bytes, bytes]]:
+    """n different (DC, AC) Huffman tables: optimised tables of differently noisy images."""
+    import io
+
+    from PIL import Image
+
+    from sisafs.formats.jpeg_structure import parse
+
+    out: list[tuple[bytes, bytes]] = []
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        img = np.clip(rng.normal(128, 4 + 6 * i, (32, 32)), 0, 255).astype(np.uint8)
+        buf = io.BytesIO()
+        Image.fromarray(img).save(buf, "JPEG", quality=60 + 3 * i, optimize=True)
+        scan = parse(buf.getvalue()).scans[0]
+        out.append((scan.dc_tables[scan.dc_ids[0]], scan.ac_tables[scan.ac_ids[0]]))
+    return out
+
+
+def test_encoder_table_cache_gives_the_tables_asked_for() -> None:
+    """encode_blocks keeps the tables it built last, keyed by the DHT body: a table
+    evicted and built again, or a buffer whose contents changed, must code exactly as a
+    first use would."""
+    tables = _tables(12)
+    assert len(set(tables)) == 12
+    coefs = np.zeros((20, 64), np.int16)
+    coefs[:, 0] = np.arange(20) % 5 - 2
+    coefs[::3, 1] = 1
+
+    def enc(dc, ac):
+        bits, nbits = _jpegcodec.encode_blocks(coefs.copy(), bytes(20), bytes(20), (dc,),
+                                               (ac,), (0,))
+        return bits, nbits
+
+    first = [enc(dc, ac) for dc, ac in tables]  # twelve tables: more than the cache holds
+    again = [enc(dc, ac) for dc, ac in reversed(tables)][::-1]
+    assert first == again
+    assert len({f for f in first}) > 1
+    dc0, ac0 = tables[0]
+    mutable = bytearray(ac0)
+    assert enc(dc0, mutable) == first[0]
+    mutable[:] = tables[5][1]  # same object, other contents
+    assert enc(dc0, mutable) == enc(dc0, tables[5][1])
