@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sisafs.formats import jpeg_check, jpeg_looks
+from sisafs.formats import jpeg_check, jpeg_looks, jpeg_spans
 from sisafs.formats import jpeg_selective as js
 from sisafs.formats.errors import UnsupportedImage
 from sisafs.formats.jpeg_structure import parse
@@ -57,7 +57,7 @@ def build(data: bytes, look: str):
     spans: list = []
     pin = look in jpeg_looks.SHOWS_MEANS
     for scan in layout.scans:
-        edits += js._scan_edits(data, layout, scan, pub, altered, pin, spans)
+        edits += jpeg_spans.scan_edits(data, layout, scan, pub, altered, pin, spans)
     edits.sort(key=lambda e: e[0])
     public, _ = js._assemble(data, edits)
     return layout, pub, edits, spans, public

@@ -46,7 +46,6 @@ record), about 2 % of a small photo at level 1.
 
 from __future__ import annotations
 
-import functools
 import struct
 import zlib
 from collections.abc import Sequence
@@ -54,10 +53,11 @@ from collections.abc import Sequence
 import numpy as np
 
 from sisafs.crypto.keys import PURPOSE_NOISE, subkey
-from sisafs.formats import _jpegcodec, jpeg_check, jpeg_looks
+from sisafs.formats import jpeg_check, jpeg_looks
 from sisafs.formats.errors import FormatError, RecordError, UnsupportedImage
 from sisafs.formats.jpeg_privacy import public_segment
-from sisafs.formats.jpeg_structure import Layout, Scan, mcu_blocks, parse
+from sisafs.formats.jpeg_spans import Edit, scan_edits
+from sisafs.formats.jpeg_structure import Layout, Scan, parse
 from sisafs.regions import Region
 from sisafs.stagecost import stage
 
@@ -72,9 +72,6 @@ _EDIT_V1 = struct.Struct(">QII")
 # re-encoded spans in their context, sisafs/formats/jpeg_check.py): a splice bug must
 # never produce an unreadable public file.
 VERIFY_PUBLIC = True
-
-# (original start, original end, public bytes, metadata: worth deflating in the record)
-Edit = tuple[int, int, bytes, bool]
 
 
 def protect(data: bytes, regions: Sequence[Region], look: str, image_key: bytes,
@@ -93,7 +90,7 @@ def protect(data: bytes, regions: Sequence[Region], look: str, image_key: bytes,
             pin = look in jpeg_looks.SHOWS_MEANS
             spans: list[tuple[int, Scan, int]] = []
             for scan in layout.scans:
-                edits += _scan_edits(data, layout, scan, pub_coefs, altered, pin, spans)
+                edits += scan_edits(data, layout, scan, pub_coefs, altered, pin, spans)
             edits.sort(key=lambda e: e[0])
             public, payload = _assemble(data, edits)
         with stage("self-check"):
@@ -202,8 +199,13 @@ def _inflate(stored: memoryview, public: memoryview, limit: int) -> bytes:
     return out
 
 
+_BYTE = [bytes((i,)) for i in range(0x80)]
+
+
 def _varint(n: int) -> bytes:
     """Unsigned LEB128: 7 bits a byte, low bits first, high bit set on all but the last."""
+    if 0 <= n < 0x80:  # most gaps and lengths: one byte
+        return _BYTE[n]
     out = bytearray()
     while n >= 0x80:
         out.append(n & 0x7F | 0x80)
@@ -259,273 +261,3 @@ def _assemble(data: bytes, edits: list[Edit]) -> tuple[bytes, bytes]:
     public = b"".join(pub)
     head = _HEAD.pack(MAGIC, VERSION, 0, len(edits), len(data), len(public))
     return public, b"".join([head, *table, *pay])
-
-
-def _scan_altered(layout: Layout, scan: Scan, altered: np.ndarray) -> np.ndarray:
-    """Bool per MCU of this scan, in coding order."""
-    if scan.interleaved:
-        return altered.ravel()
-    c = layout.frame.components[scan.comps[0]]
-    grid = np.repeat(np.repeat(altered, c.v, 0), c.h, 1)
-    return grid[: scan.mcus_y, : scan.mcus_x].ravel()
-
-
-def _spans(flags: np.ndarray, per: int, pin: bool = False) -> list[tuple[int, int, int]]:
-    """(first MCU, end MCU exclusive, restart interval) of each span to re-encode.
-
-    A span runs from an altered MCU through the unaltered one after it; altered MCUs at
-    most one apart share a span; a span never crosses a restart interval. With `pin`
-    (the span's last blocks take their original DC instead) a span ends on its last
-    altered MCU and only touching runs share one."""
-    n = len(flags)
-    idx = np.flatnonzero(flags)
-    if not len(idx):
-        return []
-    iv = idx // per
-    first = np.ones(len(idx), bool)
-    first[1:] = (np.diff(idx) > (1 if pin else 2)) | (np.diff(iv) != 0)
-    starts = np.flatnonzero(first)
-    lasts = np.append(starts[1:] - 1, len(idx) - 1)
-    ends = np.minimum(np.minimum(idx[lasts] + (1 if pin else 2), (iv[lasts] + 1) * per), n)
-    return list(zip(idx[starts].tolist(), ends.tolist(), iv[starts].tolist(), strict=True))
-
-
-def _scan_edits(data: bytes, layout: Layout, scan: Scan, pub: list[np.ndarray],
-                altered: np.ndarray, pin: bool = False, done: list | None = None
-                ) -> list[Edit]:
-    """The edits that re-encode this scan's altered MCUs; `done` gets (edit start,
-    scan, first MCU) of each, for the public-file check."""
-    flags = _scan_altered(layout, scan, altered)
-    n = len(flags)
-    per = scan.restart or n
-    spans = _spans(flags, per, pin)
-    edits: list[Edit] = []
-    i = 0
-    while i < len(spans):
-        a, e, iv = spans[i]
-        interval_end = min((iv + 1) * per, n)
-        while True:
-            edit, used = _span_edit(data, layout, scan, pub, flags, a, e, interval_end, iv,
-                                    pin)
-            i += 1
-            # A span that grew to its interval's end, or whose last byte is the first
-            # byte of the next span, swallows the next span.
-            if i < len(spans) and spans[i][2] == iv and (
-                    spans[i][0] < used or int(scan.mcu_pos[spans[i][0]]) >> 3 < edit[1]):
-                e = max(used, spans[i][1])
-                continue
-            break
-        edits.append(edit)
-        if done is not None:
-            done.append((edit[0], scan, a))
-    return edits
-
-
-def _span_edit(data: bytes, layout: Layout, scan: Scan, pub: list[np.ndarray],
-               flags: np.ndarray, a: int, e: int, interval_end: int, iv: int,
-               pin: bool = False) -> tuple[Edit, int]:
-    """The edit that re-encodes MCUs a..e-1, and the end MCU it really covers.
-
-    Without `pin`, MCU e-1 is unaltered (or the interval ends at e) and its re-encoding
-    puts the DC predictors back in step. With `pin`, MCU e-1 is altered and the last
-    block of each component in the span takes its original DC instead; should that not
-    come out exactly, the span takes the unaltered MCU after it as before."""
-    tail = e == interval_end
-    slot, comp, rows, cols = mcu_blocks(layout.frame, scan, a, e)
-    fixed = np.repeat(~flags[a:e], len(slot) // (e - a)).astype(np.uint8)
-    coefs = np.empty((len(slot), 64), np.int16)
-    picks = [(k, slot == j) for j, k in enumerate(scan.comps)]
-    for k, sel in picks:
-        coefs[sel] = pub[k][rows[sel], cols[sel]]
-    slots = slot.astype(np.uint8).tobytes()
-    dcs = tuple(scan.dc_tables[d] for d in scan.dc_ids)
-    acs = tuple(scan.ac_tables[t] for t in scan.ac_ids)
-    preds = tuple(int(p) for p in scan.mcu_preds[a, : len(scan.comps)])
-    start = int(scan.mcu_pos[a])
-    off_s, ph_s = start >> 3, start & 7
-    if not tail:
-        end = int(scan.mcu_pos[e])
-        off_e, ph_e = end >> 3, end & 7
-    pins: list[tuple[int, int]] = []  # (block index in the span, original DC)
-    plan_fixed = fixed
-    if pin and not tail and not fixed[-1]:
-        plan_fixed = fixed.copy()
-        for j, k in enumerate(scan.comps):
-            last = int(np.flatnonzero(slot == j)[-1])
-            dc = int(layout.coefs[k][rows[last], cols[last], 0])
-            coefs[last, 0] = dc
-            plan_fixed[last] = 1  # the walk must land on it, as on an unaltered block
-            pins.append((last, dc))
-    elif pin and not tail:
-        pin = False
-    _plan_dc(coefs, slots, plan_fixed, dcs, preds)
-    enc = (slots, fixed, dcs, acs, preds)
-    bits, nbits = _encode(coefs, *enc)
-    if not tail and (ph_s + nbits - ph_e) % 8:
-        if _pad_bits(coefs, slots, fixed, dcs, acs, (ph_e - ph_s - nbits) % 8):
-            bits, nbits = _encode(coefs, *enc)
-        else:
-            # No spare coefficient gives the right length: run to the interval's end.
-            return _span_edit(data, layout, scan, pub, flags, a, interval_end,
-                              interval_end, iv)
-    if any(int(coefs[i, 0]) != dc for i, dc in pins):
-        # The encoder had to move a pinned DC: re-synchronise the old way.
-        return _span_edit(data, layout, scan, pub, flags, a, min(e + 1, interval_end),
-                          interval_end, iv)
-    for k, sel in picks:
-        pub[k][rows[sel], cols[sel]] = coefs[sel]  # what the public file now holds
-    v = (data[off_s] >> (8 - ph_s)) if ph_s else 0
-    v = (v << nbits) | (int.from_bytes(bits, "big") >> (len(bits) * 8 - nbits))
-    total = ph_s + nbits
-    if tail:
-        pad = -total % 8
-        v, total = (v << pad) | ((1 << pad) - 1), total + pad
-        orig_end = int(scan.interval_ends[iv])
-    else:
-        if ph_e:
-            v = (v << (8 - ph_e)) | (data[off_e] & ((1 << (8 - ph_e)) - 1))
-            total += 8 - ph_e
-            orig_end = off_e + (2 if data[off_e] == 0xFF else 1)
-        else:
-            orig_end = off_e
-        if total % 8:
-            raise UnsupportedImage("span bit length mismatch (internal error)")
-    new = v.to_bytes(total // 8, "big").replace(b"\xff", b"\xff\x00")
-    return (off_s, orig_end, new, False), e
-
-
-def _encode(coefs: np.ndarray, slots: bytes, fixed: np.ndarray, dcs: tuple, acs: tuple,
-            preds: tuple) -> tuple[bytes, int]:
-    try:
-        return _jpegcodec.encode_blocks(coefs, slots, bytes(fixed), dcs, acs, preds)
-    except LookupError:
-        raise UnsupportedImage("the file's Huffman tables cannot code the altered blocks") \
-            from None
-
-
-_XS = np.arange(-1024, 1024)  # DC values the altered blocks may take
-
-
-@functools.lru_cache(maxsize=16)
-def _codable(table: bytes) -> np.ndarray:
-    """Bool per DC difference -2047..2047: does the table have a code for its size?"""
-    cats = np.zeros(16, bool)
-    cats[[s for s in table[16 : 16 + sum(table[:16])] if s <= 11]] = True
-    d = np.abs(np.arange(-2047, 2048))
-    size = np.where(d == 0, 0, np.floor(np.log2(np.maximum(d, 1))).astype(int) + 1)
-    out = cats[size]
-    out.flags.writeable = False  # cached and shared between spans
-    return out
-
-
-def _landing_sets(codable: np.ndarray, f: int, n: int) -> list[np.ndarray | None]:
-    """For each of n altered blocks before an unaltered one with DC f: the DC values from
-    which f can still be reached in codable steps (None = any value)."""
-    d = f - _XS + 2047
-    last = np.zeros(len(_XS), bool)
-    ok = (d >= 0) & (d < len(codable))
-    last[ok] = codable[d[ok]]
-    if last.all():
-        return [None] * n
-    k = 0
-    while k < 11 and codable[2047 + (1 << k)] and codable[2047 - (1 << k)]:
-        k += 1
-    if codable[2047] and k:  # sizes 0..k all coded: the sets are intervals
-        step = (1 << k) - 1
-        return [np.abs(_XS - f) <= (n - i) * step for i in range(n)]
-    sets: list[np.ndarray | None] = [last]
-    kernel = codable[::-1].astype(np.float32)
-    while len(sets) < n and sets[-1] is not None:
-        conv = np.convolve(sets[-1].astype(np.float32), kernel)[2047 : 2047 + len(_XS)]
-        nxt = conv > 0.5
-        sets.append(None if nxt.all() else nxt)
-    sets += [None] * (n - len(sets))
-    return sets[::-1]
-
-
-def _plan_dc(coefs: np.ndarray, slots: bytes, fixed: np.ndarray, dcs: tuple,
-             preds: tuple) -> None:
-    """Choose the altered blocks' DC values so that every DC difference in the span,
-    including the one into the next unaltered block, has a code in the file's table.
-    Optimised tables only code the difference sizes the original needed, so the altered
-    DCs walk towards the next original DC in steps the table can code."""
-    for j in range(len(preds)):
-        codable = _codable(dcs[j])
-        if codable.all():
-            continue  # every DC difference has a code (standard tables): nothing to plan
-        idx = np.flatnonzero(np.frombuffer(slots, np.uint8) == j).tolist()
-        p, n = preds[j], 0
-        while n < len(idx):
-            if fixed[idx[n]]:
-                p = int(coefs[idx[n], 0])
-                n += 1
-                continue
-            run = n
-            while run < len(idx) and not fixed[idx[run]]:
-                run += 1
-            sets = (_landing_sets(codable, int(coefs[idx[run], 0]), run - n)
-                    if run < len(idx) else [None] * (run - n))
-            for i, allowed in zip(idx[n:run], sets, strict=True):
-                want = int(coefs[i, 0])
-                if -2047 <= want - p <= 2047 and codable[want - p + 2047] and (
-                        allowed is None or (-1024 <= want < 1024 and allowed[want + 1024])):
-                    p = want
-                    continue
-                d = _XS - p + 2047
-                ok = (d >= 0) & (d < len(codable))
-                ok[ok] = codable[d[ok]]
-                if allowed is not None:
-                    ok &= allowed
-                if not ok.any():
-                    raise UnsupportedImage("the file's DC Huffman table cannot code the "
-                                           "altered blocks")
-                cand = _XS[ok]
-                p = int(cand[np.argmin(np.abs(cand - int(coefs[i, 0])))])
-                coefs[i, 0] = p
-            n = run
-
-
-def _pad_bits(coefs: np.ndarray, slots: bytes, fixed: np.ndarray, dcs: tuple, acs: tuple,
-              need: int) -> bool:
-    """Add +-1 coefficients past the last non-zero one in altered blocks so the span
-    grows by `need` bits modulo 8. A small knapsack over residues modulo 8."""
-    reach: dict[int, list[tuple[int, int]]] = {0: []}
-    tried = 0
-    for i in range(len(coefs) - 1, -1, -1):
-        if fixed[i] or tried >= 32:
-            continue
-        tried += 1
-        j = slots[i]
-        options = _pad_options(coefs[i, 1:].tobytes(), dcs[j], acs[j])
-        new = dict(reach)
-        for r0, path in reach.items():
-            for d, q in options:
-                new.setdefault((r0 + d) % 8, path + [(i, q)])
-        reach = new
-        if need in reach:
-            for bi, q in reach[need]:
-                coefs[bi, q] = 1
-            return True
-    return False
-
-
-@functools.lru_cache(maxsize=4096)
-def _pad_options(ac_part: bytes, dc: bytes, ac: bytes) -> tuple[tuple[int, int], ...]:
-    """(extra bits mod 8, coefficient index) a +1 past the block's last non-zero AC
-    term can add. The answer depends on the AC terms only, and altered blocks repeat
-    them (every noise block has none), so it is cached."""
-    blk = np.zeros(64, np.int16)
-    blk[1:] = np.frombuffer(ac_part, np.int16)
-    nz = np.flatnonzero(blk[1:])
-    last = int(nz[-1]) + 1 if len(nz) else 0
-    base = _jpegcodec.block_bits(blk.tobytes(), dc, ac)
-    if base < 0:
-        return ()
-    options: dict[int, int] = {}
-    for q in range(63, last, -1):
-        trial = blk.copy()
-        trial[q] = 1
-        bits = _jpegcodec.block_bits(trial.tobytes(), dc, ac)
-        if bits >= 0:
-            options.setdefault((bits - base) % 8, q)
-    return tuple(options.items())

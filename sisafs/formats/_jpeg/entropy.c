@@ -36,20 +36,17 @@ typedef struct {
     int valid;
 } htable;
 
-/* Build both directions of a table from a DHT body (16 counts + symbols). */
-static int build_table(PyObject *obj, htable *t, int is_dc)
+/* Build both directions of a table from a DHT body of `len` bytes (16 counts +
+   symbols). 0, or -1 with ValueError set. */
+static int build_table_raw(const uint8_t *p, Py_ssize_t len, htable *t, int is_dc)
 {
-    Py_buffer b;
     memset(t, 0, sizeof(*t));
-    if (obj == Py_None) return 0;
-    if (PyObject_GetBuffer(obj, &b, PyBUF_SIMPLE) < 0) return -1;
-    const uint8_t *p = (const uint8_t *)b.buf;
     int err = 0;
-    if (b.len < 16) err = 1;
+    if (len < 16) err = 1;
     int total = 0;
     if (!err) {
         for (int i = 0; i < 16; i++) total += p[i];
-        if (total > 256 || b.len < 16 + total) err = 1;
+        if (total > 256 || len < 16 + total) err = 1;
     }
     if (!err) {
         uint8_t huffsize[257];
@@ -109,12 +106,23 @@ static int build_table(PyObject *obj, htable *t, int is_dc)
             t->valid = 1;
         }
     }
-    PyBuffer_Release(&b);
     if (err) {
         PyErr_SetString(PyExc_ValueError, "invalid Huffman table");
         return -1;
     }
     return 0;
+}
+
+/* build_table_raw from a bytes-like DHT body; None leaves the table empty (invalid). */
+static int build_table(PyObject *obj, htable *t, int is_dc)
+{
+    memset(t, 0, sizeof(*t));
+    if (obj == Py_None) return 0;
+    Py_buffer b;
+    if (PyObject_GetBuffer(obj, &b, PyBUF_SIMPLE) < 0) return -1;
+    int rc = build_table_raw((const uint8_t *)b.buf, b.len, t, is_dc);
+    PyBuffer_Release(&b);
+    return rc;
 }
 
 /* ---------------------------------------------------------------- bit reader */
@@ -580,21 +588,22 @@ typedef struct {
     int64_t nbits;
 } bwriter;
 
-/* Append the low `size` bits of `code`, most significant first (size <= 24). */
-static int bw_put(bwriter *w, uint32_t code, int size)
+/* Append the low `size` bits of `code`, most significant first (size <= 24): at most
+ * three whole bytes, so one capacity check a call. */
+static inline int bw_put(bwriter *w, uint32_t code, int size)
 {
     if (size <= 0) return 0;
+    if (w->cap - w->nbytes < 4) {
+        Py_ssize_t ncap = w->cap ? w->cap * 2 : 256;
+        uint8_t *nb = PyMem_Realloc(w->buf, (size_t)ncap);
+        if (!nb) return -1;
+        w->buf = nb;
+        w->cap = ncap;
+    }
     w->acc = (w->acc << size) | (code & ((1u << size) - 1));
     w->nacc += size;
     w->nbits += size;
     while (w->nacc >= 8) {
-        if (w->nbytes >= w->cap) {
-            Py_ssize_t ncap = w->cap ? w->cap * 2 : 256;
-            uint8_t *nb = PyMem_Realloc(w->buf, (size_t)ncap);
-            if (!nb) return -1;
-            w->buf = nb;
-            w->cap = ncap;
-        }
         w->nacc -= 8;
         w->buf[w->nbytes++] = (uint8_t)(w->acc >> w->nacc);
     }
@@ -605,9 +614,13 @@ static int bw_put(bwriter *w, uint32_t code, int size)
 static inline int category(int v)
 {
     if (v < 0) v = -v;
+#if defined(__GNUC__)
+    return v ? 32 - __builtin_clz((unsigned)v) : 0;
+#else
     int s = 0;
     while (v) { s++; v >>= 1; }
     return s;
+#endif
 }
 
 static inline uint32_t valbits(int v, int s) { return (uint32_t)(v < 0 ? v + (1 << s) - 1 : v); }
@@ -725,6 +738,51 @@ static int encode_block(bwriter *w, const htable *dct, const htable *act, int16_
     return 0;
 }
 
+/* The tables encode_blocks built last, by the exact DHT body they came from: a photo
+ * makes several hundred calls (two or three per re-encoded span) with the same few
+ * tables, and building six tables cost more than encoding a short span. Only touched
+ * with the GIL held. */
+#define TCACHE 8
+#define TBODY (16 + 256)
+static struct {
+    Py_ssize_t len; /* 0: unused */
+    int is_dc;
+    uint8_t body[TBODY];
+    htable t;
+} tcache[TCACHE];
+static int tcache_next;
+
+static int build_table_cached(PyObject *obj, htable *t, int is_dc)
+{
+    if (obj == Py_None) return build_table(obj, t, is_dc);
+    Py_buffer b;
+    if (PyObject_GetBuffer(obj, &b, PyBUF_SIMPLE) < 0) return -1;
+    Py_ssize_t len = b.len;
+    if (len <= 0 || len > TBODY) {
+        int rc = build_table_raw((const uint8_t *)b.buf, len, t, is_dc);
+        PyBuffer_Release(&b);
+        return rc;
+    }
+    uint8_t body[TBODY]; /* a snapshot: the table is built from exactly the key */
+    memcpy(body, b.buf, (size_t)len);
+    PyBuffer_Release(&b);
+    for (int i = 0; i < TCACHE; i++) {
+        if (tcache[i].len == len && tcache[i].is_dc == is_dc &&
+            !memcmp(tcache[i].body, body, (size_t)len)) {
+            memcpy(t, &tcache[i].t, sizeof(*t));
+            return 0;
+        }
+    }
+    if (build_table_raw(body, len, t, is_dc) < 0) return -1;
+    int i = tcache_next;
+    tcache_next = (tcache_next + 1) % TCACHE;
+    tcache[i].len = len;
+    tcache[i].is_dc = is_dc;
+    memcpy(tcache[i].body, body, (size_t)len);
+    memcpy(&tcache[i].t, t, sizeof(*t));
+    return 0;
+}
+
 static PyObject *encode_blocks(PyObject *self, PyObject *args)
 {
     Py_buffer coefs, slots, fixed;
@@ -750,8 +808,8 @@ static PyObject *encode_blocks(PyObject *self, PyObject *args)
     tabs = PyMem_Calloc(2 * MAXC, sizeof(htable));
     if (!tabs) { PyErr_NoMemory(); goto done; }
     for (int j = 0; j < ns; j++) {
-        if (build_table(PyTuple_GET_ITEM(dcs, j), &tabs[j], 1) < 0) goto done;
-        if (build_table(PyTuple_GET_ITEM(acs, j), &tabs[MAXC + j], 0) < 0) goto done;
+        if (build_table_cached(PyTuple_GET_ITEM(dcs, j), &tabs[j], 1) < 0) goto done;
+        if (build_table_cached(PyTuple_GET_ITEM(acs, j), &tabs[MAXC + j], 0) < 0) goto done;
         if (!tabs[j].valid || !tabs[MAXC + j].valid) { err = "missing table"; goto done; }
         pred[j] = (int)PyLong_AsLong(PyTuple_GET_ITEM(preds_in, j));
         if (PyErr_Occurred()) goto done;
@@ -820,6 +878,8 @@ done:
     return result;
 }
 
+#include "span.c"
+
 static PyMethodDef methods[] = {
     {"decode_scan", decode_scan, METH_VARARGS,
      "decode_scan(data, start, dc_tables, ac_tables, comps, mcus_x, mcus_y, restart)\n"
@@ -831,6 +891,11 @@ static PyMethodDef methods[] = {
      "encode_blocks(coefs, slots, fixed, dc_tables, ac_tables, preds) -> (bits, nbits)"},
     {"block_bits", block_bits, METH_VARARGS,
      "block_bits(coef64, dc_table, ac_table) -> bits of the AC part, or -1 if not codable"},
+    {"copy_mcus", copy_mcus, METH_VARARGS,
+     "copy_mcus(comps, mcus_x, m0, m1, blocks, to_comps) -> blocks copied\n"
+     "comps: per scan component (h, v, rows, cols, int16 array rows x cols x 64)"},
+    {"span_bytes", span_bytes, METH_VARARGS,
+     "span_bytes(data, start_bit, ((bits, nbits), ...), end_bit) -> stuffed span bytes"},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef moddef = {
