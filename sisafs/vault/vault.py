@@ -180,7 +180,8 @@ class Vault:
         if self.checker is not None and of.block is not None and of.ino in self._writing:
             self._writing.discard(of.ino)
             of.sync()
-            self.checker.written(of.fd, of.block.file_id, of.block.size)
+            self.checker.written(of.fd, of.block.file_id, of.block.size,
+                                 of.block.content_digest())
 
     def _new_block(self, of: OpenFile, fd: int, writable: bool, path: str) -> None:
         """An empty file becomes a block file (a new id at its name)."""
@@ -666,7 +667,8 @@ class Vault:
                 self.index.writing(of.block.file_id.hex())
             of.set_flags((of.block.flags & ~(FLAG_PENDING | FLAG_FAILED)) | flags, attempts)
             if mine and self.checker is not None:
-                self.checker.written(of.fd, of.block.file_id, of.block.size)
+                self.checker.written(of.fd, of.block.file_id, of.block.size,
+                                     of.block.content_digest())
             shared = self._open.get(ino)
             if shared is not None and shared.block is not None and shared is not of:
                 shared.block.flags, shared.block.attempts = of.block.flags, of.block.attempts
