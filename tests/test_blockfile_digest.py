@@ -101,3 +101,14 @@ def test_a_block_put_back_while_open_is_refused_at_the_next_open(tmp_path):
     with pytest.raises(OSError) as e:
         fs.read_file("/d.bin")
     assert e.value.errno == 5  # EIO
+
+
+def test_sealing_a_run_gives_the_slots_of_sealing_block_by_block(fd, monkeypatch):
+    bf = BlockFile.create(fd, KEYS)
+    plain = os.urandom(3 * BLOCK + 77)
+    nonces = os.urandom(12 * 4)
+    monkeypatch.setattr(os, "urandom", lambda n: nonces[:n])
+    run = bf._seal_run(5, memoryview(plain))
+    blocks = b"".join(bf._seal(5 + k, plain[k * BLOCK : (k + 1) * BLOCK],
+                               nonces[12 * k : 12 * k + 12]) for k in range(4))
+    assert bytes(run) == blocks

@@ -138,6 +138,14 @@ class Vault:
         if self.index is not None:
             self.index.set(self.rel(path), file_id, entry)
 
+    def _note_created(self, path: str, of: OpenFile) -> None:
+        """A new block file at `path`, about to be written: its id at its name and its
+        content in flux, journaled in one record (`note_set` + `_note_writing`)."""
+        assert of.block is not None
+        if self.index is not None:
+            self.index.set(self.rel(path), of.block.file_id.hex(), writing=True)
+            self._writing.add(of.ino)
+
     def note_staged(self, path: str, fd: int) -> None:
         """Bulk mode (any thread): a staged block file is about to be renamed to `path`."""
         if self.index is not None:
@@ -188,8 +196,7 @@ class Vault:
         old = self.xattr_binding(path)
         self.note_new(path)
         of.bind(fd, writable, Kind.BLOCK, BlockFile.create(fd, self.keys.block))
-        assert of.block is not None
-        self.note_set(path, of.block.file_id.hex())
+        self._note_created(path, of)  # an empty file is only made a block file to write
         self._bump(of.ino)
         new = self.xattr_binding(path)
         if old != new:
@@ -291,9 +298,7 @@ class Vault:
         """Adopt a file the adapter just created (empty, open O_RDWR)."""
         of = OpenFile(ino)
         of.bind(fd, True, Kind.BLOCK, BlockFile.create(fd, self.keys.block))
-        assert of.block is not None
-        self.note_set(self.inodes.path(ino), of.block.file_id.hex())
-        self._note_writing(of)
+        self._note_created(self.inodes.path(ino), of)
         self._open[ino] = of
         self._bump(ino)
         of.refs, of.writers, of.dirty = 1, 1, True
@@ -465,12 +470,13 @@ class Vault:
     def flushed(self, of: OpenFile) -> None:
         """close(2) returned to a writer: flag a written image pending now, not at
         release (which the kernel sends later, asynchronously), so a daemon killed in
-        between leaves it for crash recovery to protect instead of unprotected."""
-        of.sync()
-        if of.block is None or not of.dirty or of.block.flags & FLAG_PENDING:
-            return
-        if self._is_image(of) and os.fstat(of.fd).st_nlink == 1:
+        between leaves it for crash recovery to protect instead of unprotected. The
+        flag goes in with the size grown by writes: one header write, not two."""
+        if (of.block is not None and of.dirty and not of.block.flags & FLAG_PENDING
+                and self._is_image(of) and os.fstat(of.fd).st_nlink == 1):
             of.set_flags((of.block.flags & ~FLAG_FAILED) | FLAG_PENDING)
+        else:
+            of.sync()
 
     def fsync(self, of: OpenFile) -> None:
         of.sync()
