@@ -65,3 +65,81 @@ def test_an_empty_file_opened_for_writing_is_adopted_after_a_crash(tmp_path):
         assert probe_fd(fd, fs.vault.keys).kind is Kind.BLOCK
     finally:
         os.close(fd)
+
+
+def _job_input(fs: FS):
+    job = fs.jobs.take_nowait()
+    return job, fs.vault.job_open(job)
+
+
+def _finish(fs: FS, job, inp) -> None:
+    if inp is not None:
+        os.close(inp.fd)
+    fs.jobs.finished(job)
+
+
+def test_a_photo_copied_in_hands_its_written_bytes_to_its_job(tmp_path):
+    fs = FS(tmp_path / "v")
+    photo = small_jpeg(7, (160, 120))
+    fh = fs.open("/p.jpg", os.O_WRONLY | os.O_CREAT)
+    for off in range(0, len(photo), 1000):
+        fs.write(fh, off, photo[off : off + 1000])
+    fs.close(fh)
+    job, inp = _job_input(fs)
+    assert inp.plain == photo and fs.vault.job_read(inp) == photo
+    _finish(fs, job, inp)
+    assert fs.vault.handoff.held == 0
+
+
+def test_writes_out_of_order_leave_the_job_to_read_the_file(tmp_path):
+    fs = FS(tmp_path / "v")
+    photo = small_jpeg(8, (160, 120))
+    half = len(photo) // 2
+    fh = fs.open("/p.jpg", os.O_WRONLY | os.O_CREAT)
+    fs.write(fh, half, photo[half:])
+    fs.write(fh, 0, photo[:half])
+    fs.close(fh)
+    job, inp = _job_input(fs)
+    assert inp.plain is None and fs.vault.job_read(inp) == photo
+    _finish(fs, job, inp)
+    fs.protect_all()
+    assert fs.read_file("/p.jpg") == photo and fs.vault.handoff.held == 0
+
+
+def test_a_rewrite_with_o_trunc_hands_the_new_bytes_and_a_superseded_job_none(tmp_path):
+    fs = FS(tmp_path / "v")
+    old, new = small_jpeg(9, (160, 120)), small_jpeg(10, (160, 120))
+    fs.write_file("/p.jpg", old)
+    fs.write_file("/p.jpg", new)  # O_TRUNC: a new stream, a new generation
+    job, inp = _job_input(fs)
+    assert inp is None  # the first job is superseded
+    _finish(fs, job, inp)
+    job, inp = _job_input(fs)
+    assert inp.plain == new
+    _finish(fs, job, inp)
+    fs.protect_all()
+    assert fs.vault.handoff.held == 0
+
+
+def test_a_write_after_close_gives_the_next_job_the_file_not_the_old_stream(tmp_path):
+    fs = FS(tmp_path / "v")
+    photo = small_jpeg(11, (160, 120))
+    fs.write_file("/p.jpg", photo)
+    fh = fs.open("/p.jpg", os.O_WRONLY)
+    fs.write(fh, 0, photo[:2])  # same bytes, a new generation, no stream
+    fs.close(fh)
+    fs.protect_all()
+    assert backing_kind(fs, "p.jpg") is Kind.PROTECTED
+    assert fs.read_file("/p.jpg") == photo and fs.vault.handoff.held == 0
+
+
+def test_past_its_budget_the_job_reads_the_file(tmp_path):
+    fs = FS(tmp_path / "v")
+    fs.vault.handoff.budget = 1000
+    photo = small_jpeg(12, (160, 120))
+    assert len(photo) > 1000
+    fs.write_file("/p.jpg", photo)
+    job, inp = _job_input(fs)
+    assert inp.plain is None and fs.vault.job_read(inp) == photo
+    _finish(fs, job, inp)
+    assert fs.vault.handoff.held == 0

@@ -35,6 +35,7 @@ from sisafs.formats.errors import UnsupportedImage
 from sisafs.pipeline.executor import Executor
 from sisafs.pipeline.worker import JobResult
 from sisafs.vault.cache import RestoreCache
+from sisafs.vault.handoff import Handoff
 from sisafs.vault.index import Entry, Index, file_digest
 from sisafs.vault.inodes import InodeTable
 from sisafs.vault.integrity import Checker
@@ -81,6 +82,9 @@ class JobInput:
     # Where an executor on this machine writes the protected image: a fresh name in
     # the vault's temp directory (store.temp_path), not yet a file.
     out: str = ""
+    # The plaintext as it was written, kept for this job (vault/handoff.py), or None:
+    # the job reads the staged file.
+    plain: bytes | None = None
 
 
 class Vault:
@@ -99,6 +103,7 @@ class Vault:
         self.refused: dict[str, str] = {}
         self.max_image_bytes = max_image_bytes
         self.cache = RestoreCache(cache_bytes)
+        self.handoff = Handoff()
         self.inodes = InodeTable(root)
         self.xattrs = XattrStore(keys, self.xattr_binding)
         self.names = Names(self)
@@ -302,6 +307,7 @@ class Vault:
         self._open[ino] = of
         self._bump(ino)
         of.refs, of.writers, of.dirty = 1, 1, True
+        self.handoff.start(ino)
         return of
 
     def open_public(self, ino: int) -> OpenFile:
@@ -412,15 +418,23 @@ class Vault:
         return new
 
     def write(self, of: OpenFile, offset: int, data: bytes) -> int:
-        n = of.write(offset, data)
+        try:
+            n = of.write(offset, data)
+        except BaseException:
+            self.handoff.drop(of.ino)
+            raise
         self._bump(of.ino)
+        self.handoff.wrote(of.ino, offset, data)
         return n
 
     def truncate_open(self, of: OpenFile, size: int) -> None:
         if of.block is None or not of.writable:
             self._make_writable(of, truncate=size == 0)
+        self.handoff.drop(of.ino)
         of.truncate(size)
         self._bump(of.ino)
+        if size == 0:
+            self.handoff.start(of.ino)  # `cp` over an existing file: a new stream
 
     def truncate_path(self, ino: int, size: int) -> None:
         of = self.open(ino, write=True, truncate=(size == 0))
@@ -447,6 +461,7 @@ class Vault:
             self._deferred.discard(of.ino)
             self._written(of)
         if of.writers == 0:
+            self.handoff.drop(of.ino)  # a stream no job took (not an image, ...)
             self._note_written(of)
         if of.refs == 0:
             of.close()
@@ -465,6 +480,7 @@ class Vault:
         flags = (of.block.flags & ~(FLAG_PENDING | FLAG_FAILED)) | (FLAG_PENDING if job else 0)
         of.set_flags(flags, attempts=0 if of.block.attempts else None)
         if job:
+            self.handoff.ready(of.ino, self._gen.get(of.ino, 0), of.size)
             self.submit(of.ino)
 
     def flushed(self, of: OpenFile) -> None:
@@ -574,14 +590,20 @@ class Vault:
                 except OSError:
                     pass
             raise
-        return JobInput(job, fd, st, self.rel(path), temp_path(self.root))
+        return JobInput(job, fd, st, self.rel(path), temp_path(self.root),
+                        self.handoff.take(job.ino, job.generation, p.plain_size))
 
     def job_done(self, job: Job) -> None:
         """After every job, whatever its outcome."""
         self.inodes.unpin(job.ino)
+        self.handoff.discard(job.ino, job.generation)
 
     def job_read(self, inp: JobInput) -> bytes:
-        """Worker thread: the staged plaintext (the descriptor is the job's own)."""
+        """Worker thread: the staged plaintext (the descriptor is the job's own), or
+        what was written of this very generation, kept for the job (vault/handoff.py:
+        the file was checked against the index all the same)."""
+        if inp.plain is not None:
+            return inp.plain
         return self._block(inp.fd).read_all()
 
     def job_prepare(self, inp: JobInput, result: JobResult) -> Staged:
