@@ -106,18 +106,38 @@ def test_writes_out_of_order_leave_the_job_to_read_the_file(tmp_path):
     assert fs.read_file("/p.jpg") == photo and fs.vault.handoff.held == 0
 
 
-def test_a_rewrite_with_o_trunc_hands_the_new_bytes_and_a_superseded_job_none(tmp_path):
+def test_a_rewrite_with_o_trunc_hands_over_the_new_bytes(tmp_path):
     fs = FS(tmp_path / "v")
     old, new = small_jpeg(9, (160, 120)), small_jpeg(10, (160, 120))
     fs.write_file("/p.jpg", old)
+    fs.protect_all()
     fs.write_file("/p.jpg", new)  # O_TRUNC: a new stream, a new generation
-    job, inp = _job_input(fs)
-    assert inp is None  # the first job is superseded
-    _finish(fs, job, inp)
     job, inp = _job_input(fs)
     assert inp.plain == new
     _finish(fs, job, inp)
     fs.protect_all()
+    assert fs.read_file("/p.jpg") == new and fs.vault.handoff.held == 0
+
+
+def test_with_every_runner_busy_nothing_is_held_and_a_superseded_job_reads_nothing(
+        tmp_path):
+    """A job waiting behind others would read the file later anyway: no bytes are held
+    for it during the copy. A job superseded by a rewrite gets no input at all."""
+    fs = FS(tmp_path / "v")
+    assert fs.jobs.runners == 1
+    a, b = small_jpeg(13, (160, 120)), small_jpeg(14, (160, 120))
+    fs.write_file("/a.jpg", a)  # queued: the one runner will be busy with it
+    fs.write_file("/b.jpg", b)
+    assert fs.vault.handoff.held == len(a)  # a's only
+    fs.write_file("/a.jpg", b)  # supersedes a's job
+    job, inp = _job_input(fs)
+    assert inp is None
+    _finish(fs, job, inp)
+    job, inp = _job_input(fs)
+    assert inp.plain is None and fs.vault.job_read(inp) == b
+    _finish(fs, job, inp)
+    fs.protect_all()
+    assert fs.read_file("/a.jpg") == b and fs.read_file("/b.jpg") == b
     assert fs.vault.handoff.held == 0
 
 

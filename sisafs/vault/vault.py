@@ -307,7 +307,7 @@ class Vault:
         self._open[ino] = of
         self._bump(ino)
         of.refs, of.writers, of.dirty = 1, 1, True
-        self.handoff.start(ino)
+        self._start_stream(ino)
         return of
 
     def open_public(self, ino: int) -> OpenFile:
@@ -427,6 +427,15 @@ class Vault:
         self.handoff.wrote(of.ino, offset, data)
         return n
 
+    def _start_stream(self, ino: int) -> None:
+        """Keep what is written to the (now empty) file for its job, if a runner is idle:
+        its job then starts at the close and would read the file back at once, in the
+        middle of a copy. With every runner busy the job waits, and its read happens
+        later anyway; holding the bytes until then would only cost memory (and page
+        faults) during the copy."""
+        if self.jobs is not None and self.jobs.depth < self.jobs.runners:
+            self.handoff.start(ino)
+
     def truncate_open(self, of: OpenFile, size: int) -> None:
         if of.block is None or not of.writable:
             self._make_writable(of, truncate=size == 0)
@@ -434,7 +443,7 @@ class Vault:
         of.truncate(size)
         self._bump(of.ino)
         if size == 0:
-            self.handoff.start(of.ino)  # `cp` over an existing file: a new stream
+            self._start_stream(of.ino)  # `cp` over an existing file: a new stream
 
     def truncate_path(self, ino: int, size: int) -> None:
         of = self.open(ino, write=True, truncate=(size == 0))
