@@ -286,11 +286,17 @@ class Index:
         """A regular file is about to be created at `rel` (its id comes with set())."""
         self._journal({"o": "new", "p": rel})
 
-    def set(self, rel: str, file_id: str, entry: Entry | None = None) -> None:
-        """`rel` is about to hold file `file_id` (a create, a commit, a replacement)."""
+    def set(self, rel: str, file_id: str, entry: Entry | None = None,
+            writing: bool = False) -> None:
+        """`rel` is about to hold file `file_id` (a create, a commit, a replacement).
+        writing: and that file is about to be written (`writing`), in the same record:
+        a create journals both, and one record less is one seal and one write less
+        per file copied in."""
         ops: list[dict] = [{"o": "set", "p": rel, "i": file_id}]
         if entry is not None:
             ops.append(self._done(file_id, entry))
+        if writing:
+            ops.append({"o": "w", "i": file_id})
         self._journal(*ops)
 
     def drop(self, rel: str) -> None:

@@ -97,11 +97,13 @@ class Checker:
                             "or a block replayed, zeroed or cut)")
         return None
 
-    def written(self, fd: int, file_id: bytes, size: int) -> None:
+    def written(self, fd: int, file_id: bytes, size: int, digest: str | None = None
+                ) -> None:
         """A block file was closed after writes (or its flags changed): record what
-        its bytes now hash to."""
+        its bytes now hash to. `digest`: that hash, when the caller knows it without
+        reading the file (BlockFile.content_digest)."""
         st = os.fstat(fd)
-        h = file_digest(fd)
+        h = digest if digest is not None else file_digest(fd)
         self.remember(st, h)
         self.index.written(file_id.hex(), Entry("block", size, h))
 

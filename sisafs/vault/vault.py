@@ -35,6 +35,7 @@ from sisafs.formats.errors import UnsupportedImage
 from sisafs.pipeline.executor import Executor
 from sisafs.pipeline.worker import JobResult
 from sisafs.vault.cache import RestoreCache
+from sisafs.vault.handoff import Handoff
 from sisafs.vault.index import Entry, Index, file_digest
 from sisafs.vault.inodes import InodeTable
 from sisafs.vault.integrity import Checker
@@ -81,6 +82,9 @@ class JobInput:
     # Where an executor on this machine writes the protected image: a fresh name in
     # the vault's temp directory (store.temp_path), not yet a file.
     out: str = ""
+    # The plaintext as it was written, kept for this job (vault/handoff.py), or None:
+    # the job reads the staged file.
+    plain: bytes | None = None
 
 
 class Vault:
@@ -99,6 +103,7 @@ class Vault:
         self.refused: dict[str, str] = {}
         self.max_image_bytes = max_image_bytes
         self.cache = RestoreCache(cache_bytes)
+        self.handoff = Handoff()
         self.inodes = InodeTable(root)
         self.xattrs = XattrStore(keys, self.xattr_binding)
         self.names = Names(self)
@@ -137,6 +142,14 @@ class Vault:
     def note_set(self, path: str, file_id: str, entry: Entry | None = None) -> None:
         if self.index is not None:
             self.index.set(self.rel(path), file_id, entry)
+
+    def _note_created(self, path: str, of: OpenFile) -> None:
+        """A new block file at `path`, about to be written: its id at its name and its
+        content in flux, journaled in one record (`note_set` + `_note_writing`)."""
+        assert of.block is not None
+        if self.index is not None:
+            self.index.set(self.rel(path), of.block.file_id.hex(), writing=True)
+            self._writing.add(of.ino)
 
     def note_staged(self, path: str, fd: int) -> None:
         """Bulk mode (any thread): a staged block file is about to be renamed to `path`."""
@@ -180,15 +193,15 @@ class Vault:
         if self.checker is not None and of.block is not None and of.ino in self._writing:
             self._writing.discard(of.ino)
             of.sync()
-            self.checker.written(of.fd, of.block.file_id, of.block.size)
+            self.checker.written(of.fd, of.block.file_id, of.block.size,
+                                 of.block.content_digest())
 
     def _new_block(self, of: OpenFile, fd: int, writable: bool, path: str) -> None:
         """An empty file becomes a block file (a new id at its name)."""
         old = self.xattr_binding(path)
         self.note_new(path)
         of.bind(fd, writable, Kind.BLOCK, BlockFile.create(fd, self.keys.block))
-        assert of.block is not None
-        self.note_set(path, of.block.file_id.hex())
+        self._note_created(path, of)  # an empty file is only made a block file to write
         self._bump(of.ino)
         new = self.xattr_binding(path)
         if old != new:
@@ -290,12 +303,11 @@ class Vault:
         """Adopt a file the adapter just created (empty, open O_RDWR)."""
         of = OpenFile(ino)
         of.bind(fd, True, Kind.BLOCK, BlockFile.create(fd, self.keys.block))
-        assert of.block is not None
-        self.note_set(self.inodes.path(ino), of.block.file_id.hex())
-        self._note_writing(of)
+        self._note_created(self.inodes.path(ino), of)
         self._open[ino] = of
         self._bump(ino)
         of.refs, of.writers, of.dirty = 1, 1, True
+        self._start_stream(ino)
         return of
 
     def open_public(self, ino: int) -> OpenFile:
@@ -406,15 +418,32 @@ class Vault:
         return new
 
     def write(self, of: OpenFile, offset: int, data: bytes) -> int:
-        n = of.write(offset, data)
+        try:
+            n = of.write(offset, data)
+        except BaseException:
+            self.handoff.drop(of.ino)
+            raise
         self._bump(of.ino)
+        self.handoff.wrote(of.ino, offset, data)
         return n
+
+    def _start_stream(self, ino: int) -> None:
+        """Keep what is written to the (now empty) file for its job, if a runner is idle:
+        its job then starts at the close and would read the file back at once, in the
+        middle of a copy. With every runner busy the job waits, and its read happens
+        later anyway; holding the bytes until then would only cost memory (and page
+        faults) during the copy."""
+        if self.jobs is not None and self.jobs.depth < self.jobs.runners:
+            self.handoff.start(ino)
 
     def truncate_open(self, of: OpenFile, size: int) -> None:
         if of.block is None or not of.writable:
             self._make_writable(of, truncate=size == 0)
+        self.handoff.drop(of.ino)
         of.truncate(size)
         self._bump(of.ino)
+        if size == 0:
+            self._start_stream(of.ino)  # `cp` over an existing file: a new stream
 
     def truncate_path(self, ino: int, size: int) -> None:
         of = self.open(ino, write=True, truncate=(size == 0))
@@ -441,6 +470,7 @@ class Vault:
             self._deferred.discard(of.ino)
             self._written(of)
         if of.writers == 0:
+            self.handoff.drop(of.ino)  # a stream no job took (not an image, ...)
             self._note_written(of)
         if of.refs == 0:
             of.close()
@@ -459,17 +489,19 @@ class Vault:
         flags = (of.block.flags & ~(FLAG_PENDING | FLAG_FAILED)) | (FLAG_PENDING if job else 0)
         of.set_flags(flags, attempts=0 if of.block.attempts else None)
         if job:
+            self.handoff.ready(of.ino, self._gen.get(of.ino, 0), of.size)
             self.submit(of.ino)
 
     def flushed(self, of: OpenFile) -> None:
         """close(2) returned to a writer: flag a written image pending now, not at
         release (which the kernel sends later, asynchronously), so a daemon killed in
-        between leaves it for crash recovery to protect instead of unprotected."""
-        of.sync()
-        if of.block is None or not of.dirty or of.block.flags & FLAG_PENDING:
-            return
-        if self._is_image(of) and os.fstat(of.fd).st_nlink == 1:
+        between leaves it for crash recovery to protect instead of unprotected. The
+        flag goes in with the size grown by writes: one header write, not two."""
+        if (of.block is not None and of.dirty and not of.block.flags & FLAG_PENDING
+                and self._is_image(of) and os.fstat(of.fd).st_nlink == 1):
             of.set_flags((of.block.flags & ~FLAG_FAILED) | FLAG_PENDING)
+        else:
+            of.sync()
 
     def fsync(self, of: OpenFile) -> None:
         of.sync()
@@ -567,14 +599,20 @@ class Vault:
                 except OSError:
                     pass
             raise
-        return JobInput(job, fd, st, self.rel(path), temp_path(self.root))
+        return JobInput(job, fd, st, self.rel(path), temp_path(self.root),
+                        self.handoff.take(job.ino, job.generation, p.plain_size))
 
     def job_done(self, job: Job) -> None:
         """After every job, whatever its outcome."""
         self.inodes.unpin(job.ino)
+        self.handoff.discard(job.ino, job.generation)
 
     def job_read(self, inp: JobInput) -> bytes:
-        """Worker thread: the staged plaintext (the descriptor is the job's own)."""
+        """Worker thread: the staged plaintext (the descriptor is the job's own), or
+        what was written of this very generation, kept for the job (vault/handoff.py:
+        the file was checked against the index all the same)."""
+        if inp.plain is not None:
+            return inp.plain
         return self._block(inp.fd).read_all()
 
     def job_prepare(self, inp: JobInput, result: JobResult) -> Staged:
@@ -666,7 +704,8 @@ class Vault:
                 self.index.writing(of.block.file_id.hex())
             of.set_flags((of.block.flags & ~(FLAG_PENDING | FLAG_FAILED)) | flags, attempts)
             if mine and self.checker is not None:
-                self.checker.written(of.fd, of.block.file_id, of.block.size)
+                self.checker.written(of.fd, of.block.file_id, of.block.size,
+                                     of.block.content_digest())
             shared = self._open.get(ino)
             if shared is not None and shared.block is not None and shared is not of:
                 shared.block.flags, shared.block.attempts = of.block.flags, of.block.attempts
