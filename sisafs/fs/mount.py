@@ -22,7 +22,6 @@ import trio
 
 from sisafs.errors import FuseUnavailableError, MountpointError
 from sisafs.fs import shutdown
-from sisafs.fs.heap import keep_freed_memory
 from sisafs.fs.operations import Operations
 from sisafs.pipeline.executor import ExecutorSpec
 from sisafs.vault.config import VaultConfig
@@ -124,7 +123,6 @@ def serve(opts: MountOptions, master: bytes, config: VaultConfig, ready) -> None
 def _serve_locked(opts: MountOptions, root: str, master: bytes, config: VaultConfig,
                   ready) -> None:
     settings = config.settings
-    keep_freed_memory()  # fewer page faults per photo (sisafs/fs/heap.py)
     spec = ExecutorSpec.from_settings(settings).override(opts.executor, opts.ray_address,
                                                          opts.workers)
     private = Path(root) / PRIVATE_DIR
