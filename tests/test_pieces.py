@@ -38,7 +38,7 @@ def check_reads(p: Pieces, original: bytes, seed: int = 0, n: int = 400) -> None
         for d in (-2, -1, 0, 1, 2):
             for length in (0, 1, 2, 3, 5, 131072):
                 pairs.append((max(0, b + d), length))
-    pairs += [(size, 10), (size + 1, 10), (size - 1, 10), (0, size), (0, size + 1)]
+    pairs += [(size, 10), (size + 1, 10), (max(0, size - 1), 10), (0, size), (0, size + 1)]
     for off, length in pairs:
         got = p.read(off, length)
         assert isinstance(got, bytes | memoryview)
@@ -64,6 +64,23 @@ def test_a_read_inside_one_part_is_a_view_not_a_copy():
     assert isinstance(inside, memoryview) and inside.obj is backing
     assert isinstance(p.read(990, 20), bytes)  # across a boundary: one small join
     assert p.footprint == len(backing) + 1  # a view holds its whole buffer
+
+
+@pytest.mark.parametrize("size", [0, 1000, (1 << 20) + 12345])
+def test_joined_is_one_read_only_part_with_the_same_bytes(size):
+    """`joined` (what the vault keeps): small ones a bytes join, large ones a prefaulted
+    map; either way one part, every read a view, nobody can write through it."""
+    rng = random.Random(size)
+    whole = rng.randbytes(size)
+    cuts = sorted(rng.randrange(size + 1) for _ in range(50))
+    p = Pieces(memoryview(whole)[a:b] for a, b in zip([0, *cuts], [*cuts, size], strict=True))
+    j = p.joined()
+    assert len(j.parts) == (1 if size else 0) and j.tobytes() == whole
+    check_reads(j, whole, n=50)
+    if size:
+        view = j.read(1, 10)
+        assert isinstance(view, memoryview) and view.readonly
+        assert j.footprint >= size
 
 
 def test_negative_offsets_are_refused():

@@ -120,12 +120,12 @@ def restore_fd(fd: int, keys: VaultKeys, cache: RestoreCache | None = None,
         raise DamagedFile(str(e)) from None
     # Joined once here, the one whole-file copy left on this path: the pieces keep the
     # whole read buffer (record included) and the decrypted payload alive, 1.7 times
-    # the original for a synthetic 12 MP photo, and it is fresh memory the kernel
-    # faults in page by page whatever holds it; and a 128 KiB read spans a dozen of
-    # the 300 pieces of such a photo, so serving reads from the table joins the same
-    # bytes again, 128 KiB at a time, plus 10 us of Python per read. One join makes
-    # every later read a view (no copy in the daemon at all).
-    original = Pieces.of(pieces.tobytes())
+    # the original for a synthetic 12 MP photo, and kept memory is fresh memory the
+    # kernel faults in whatever holds it; and a 128 KiB read spans a dozen of the 300
+    # pieces of such a photo, so serving reads from the table joins the same bytes
+    # again, 128 KiB at a time, plus 10 us of Python per read. Joined once (into a
+    # prefaulted buffer, `Pieces.joined`), every later read is a view.
+    original = pieces.joined()
     if cache is not None and version:
         cache.put(key, original)
     return original
