@@ -68,8 +68,8 @@ def test_a_read_inside_one_part_is_a_view_not_a_copy():
 
 @pytest.mark.parametrize("size", [0, 1000, (1 << 20) + 12345])
 def test_joined_is_one_read_only_part_with_the_same_bytes(size):
-    """`joined` (what the vault keeps): small ones a bytes join, large ones a prefaulted
-    map; either way one part, every read a view, nobody can write through it."""
+    """`joined` (what the vault keeps): one part, every read a view of it, nobody can
+    write through it."""
     rng = random.Random(size)
     whole = rng.randbytes(size)
     cuts = sorted(rng.randrange(size + 1) for _ in range(50))

@@ -123,8 +123,8 @@ def restore_fd(fd: int, keys: VaultKeys, cache: RestoreCache | None = None,
     # the original for a synthetic 12 MP photo, and kept memory is fresh memory the
     # kernel faults in whatever holds it; and a 128 KiB read spans a dozen of the 300
     # pieces of such a photo, so serving reads from the table joins the same bytes
-    # again, 128 KiB at a time, plus 10 us of Python per read. Joined once (into a
-    # prefaulted buffer, `Pieces.joined`), every later read is a view.
+    # again, 128 KiB at a time, plus 10 us of Python per read. Joined once
+    # (`Pieces.joined`), every later read is a view.
     original = pieces.joined()
     if cache is not None and version:
         cache.put(key, original)
