@@ -111,7 +111,7 @@ def test_restored_jpeg_reads_equal_the_original_at_every_edit_boundary(look):
     assert restored.tobytes() == codec.restore(p.data, key) == data
 
 
-@pytest.mark.parametrize("version", [1, 2, 3])
+@pytest.mark.parametrize("version", [1, 2, 3, 4])
 @pytest.mark.parametrize("name", ["jpeg", "progressive", "png"])
 def test_frozen_records_restore_as_pieces(name, version):
     ext = "png" if name == "png" else "jpg"

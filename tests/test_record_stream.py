@@ -49,7 +49,7 @@ def test_streaming_decrypt_equals_one_aesgcm_call(seed):
             record._decrypt(key, nonce, tag, [aad], Pieces([bytes(bad)]))
 
 
-@pytest.mark.parametrize("version", [1, 2, 3])
+@pytest.mark.parametrize("version", [1, 2, 3, 4])
 def test_record_in_pieces_opens_like_joined_and_binds_every_public_byte(version):
     rng = random.Random(version)
     key, file_id = rng.randbytes(32), rng.randbytes(16)
