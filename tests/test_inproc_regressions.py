@@ -257,8 +257,8 @@ def test_11_protected_image_is_restored_at_its_first_read_not_at_open(fs, monkey
     assert backing_kind(fs, "p.jpg") is Kind.PROTECTED
     fs.unmount_remount()
     restores = []
-    real = store.codec.restore
-    monkeypatch.setattr(store.codec, "restore",
+    real = store.codec.restore_pieces
+    monkeypatch.setattr(store.codec, "restore_pieces",
                         lambda data, key: restores.append(1) or real(data, key))
     for _ in range(3):  # opened, stat'ed and closed without a read: no restore
         fh = fs.open("/p.jpg", os.O_RDONLY)

@@ -29,6 +29,7 @@ from sisafs.formats import (
     webp_container,
 )
 from sisafs.formats.errors import FormatError, RecordError, UnsupportedImage
+from sisafs.formats.pieces import Pieces
 from sisafs.regions import Region
 from sisafs.stagecost import stage
 
@@ -202,11 +203,23 @@ def _verifies(protected: bytes, original: bytes, key: bytes) -> bool:
 
 def split(data: bytes) -> tuple[str, bytes, bytes]:
     """(format, record blob, public bytes without the record); RecordError if none."""
+    fmt, blob, public = split_pieces(data)
+    return fmt, blob.tobytes(), public.tobytes()
+
+
+def split_pieces(data: bytes) -> tuple[str, Pieces, Pieces]:
+    """`split` as views of `data` where the container can (JPEG): the read path then
+    copies neither the record nor the public bytes."""
     fmt = sniff(data[:16])
     if fmt is None:
         raise RecordError("not a protected image (unknown format)")
+    container = _CONTAINERS[fmt]
     try:
-        blob, public = _CONTAINERS[fmt].split_record(data)
+        if hasattr(container, "split_record_pieces"):
+            blob, public = container.split_record_pieces(data)
+        else:
+            raw, whole = container.split_record(data)
+            blob, public = (None if raw is None else Pieces.of(raw)), Pieces.of(whole)
     except UnsupportedImage as e:
         raise RecordError(f"protected image is damaged: {e}") from None
     fmt = _refine(fmt, data)
@@ -217,18 +230,30 @@ def split(data: bytes) -> tuple[str, bytes, bytes]:
 
 def restore(data: bytes, image_key: bytes) -> bytes:
     """The original bytes, or RecordError if anything does not authenticate."""
-    fmt, blob, public = split(data)
+    return restore_pieces(data, image_key).tobytes()
+
+
+def restore_pieces(data: bytes, image_key: bytes) -> Pieces:
+    """`restore` as a piece table over `data` and the decrypted payload, for the vault's
+    reads (no whole-file copy of the original is made). Every byte of the record and of
+    the public image is authenticated before this returns, as for `restore`."""
+    fmt, blob, public = split_pieces(data)
     header, payload = record.open_(blob, image_key, public)
     if header.path == record.PATH_FALLBACK:
-        original = bytes(payload)
+        original = Pieces.of(payload)
     elif header.path == record.PATH_SELECTIVE:
         module = _selective_for(fmt, payload)
         if module is None:
             raise RecordError(f"this build cannot restore selective {fmt} records")
         try:
-            if not getattr(module, "RESTORES_FROM_VIEW", False):
-                payload = bytes(payload)
-            original = module.restore(public, payload, image_key, header.file_id)
+            if hasattr(module, "restore_pieces"):
+                original = module.restore_pieces(public, payload, image_key,
+                                                 header.file_id)
+            else:
+                if not getattr(module, "RESTORES_FROM_VIEW", False):
+                    payload = bytes(payload)
+                original = Pieces.of(module.restore(public.tobytes(), payload, image_key,
+                                                    header.file_id))
         except FormatError as e:
             raise RecordError(f"selective restore failed: {e}") from None
     else:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from sisafs.formats.errors import RecordError, UnsupportedImage
+from sisafs.formats.pieces import Pieces
 
 SOI = b"\xff\xd8"
 APP15 = 0xEF
@@ -69,6 +70,13 @@ def _is_record(seg: Segment, buf: bytes) -> bool:
 
 def split_record(buf: bytes) -> tuple[bytes | None, bytes]:
     """(record blob or None, the JPEG with every record segment removed)."""
+    blob, public = split_record_pieces(buf)
+    return (None if blob is None else blob.tobytes()), public.tobytes()
+
+
+def split_record_pieces(buf: bytes) -> tuple[Pieces | None, Pieces]:
+    """`split_record` as views of `buf`: the read path authenticates and splices these
+    without copying the record or the public bytes (several MB for a 12 MP photo)."""
     parts: dict[int, tuple[int, int]] = {}
     count = None
     cuts: list[Segment] = []
@@ -81,18 +89,16 @@ def split_record(buf: bytes) -> tuple[bytes | None, bytes]:
             parts[index] = seg.start + 4 + _SEQ.size, seg.end
             cuts.append(seg)
     if not cuts:
-        return None, buf
+        return None, Pieces.of(buf)
     if len(parts) != count:
         raise RecordError(f"restore record incomplete: {len(parts)} of {count} segments")
-    # Joined from views: each byte is copied once (the first read of a 12 MP photo
-    # restores several MB here).
     view, out, pos = memoryview(buf), [], 0
     for seg in cuts:
         out.append(view[pos : seg.start])
         pos = seg.end
     out.append(view[pos:])
-    blob = b"".join(view[a:b] for a, b in (parts[i] for i in range(count)))
-    return blob, b"".join(out)
+    blob = Pieces(view[a:b] for a, b in (parts[i] for i in range(count)))
+    return blob, Pieces(out)
 
 
 def insertion_point(buf: bytes) -> int:

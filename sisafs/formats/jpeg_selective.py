@@ -58,13 +58,15 @@ from sisafs.formats.errors import FormatError, RecordError, UnsupportedImage
 from sisafs.formats.jpeg_privacy import public_segment
 from sisafs.formats.jpeg_spans import Edit, scan_edits
 from sisafs.formats.jpeg_structure import Layout, Scan, parse
+from sisafs.formats.pieces import Pieces
 from sisafs.regions import Region
 from sisafs.stagecost import stage
 
 MAGIC = b"SJPS"
 VERSION = 2
 # restore() takes the record's payload as a memoryview (codec.restore then skips a copy
-# of a megabyte or more per first read); other codecs get bytes.
+# of a megabyte or more per first read); other codecs get bytes. codec.restore_pieces
+# calls restore_pieces, which also takes the public bytes as Pieces and returns Pieces.
 RESTORES_FROM_VIEW = True
 _HEAD = struct.Struct(">4sBBIQQ")
 _EDIT_V1 = struct.Struct(">QII")
@@ -108,6 +110,16 @@ def protect(data: bytes, regions: Sequence[Region], look: str, image_key: bytes,
 def restore(public_without_record: bytes, payload: bytes, image_key: bytes,
             file_id: bytes) -> bytes:
     """-> the original bytes exactly (RecordError if the payload does not fit)."""
+    return restore_pieces(Pieces.of(public_without_record), payload, image_key,
+                          file_id).tobytes()
+
+
+def restore_pieces(public_without_record: Pieces, payload: bytes | memoryview,
+                   image_key: bytes, file_id: bytes) -> Pieces:
+    """`restore` as a piece table: views of the public bytes between the edits and of
+    the stored original bytes (inflated ones for deflated metadata edits), nothing
+    joined, so the caller decides whether and when to copy (issue 11: the public bytes
+    arrive as views of the backing file, never joined on the read path)."""
     pub = public_without_record
     if len(payload) < _HEAD.size:
         raise RecordError("JPEG restore payload too short")
@@ -118,17 +130,24 @@ def restore(public_without_record: bytes, payload: bytes, image_key: bytes,
         raise RecordError("JPEG restore payload belongs to another public file")
     table, end = (_table_v1 if version == 1 else _table_v2)(payload, count)
     out: list[bytes | memoryview] = []
-    view, stored_all, cur = memoryview(pub), memoryview(payload), 0
+    stored_all, cur, pub_size, stored_size = memoryview(payload), 0, len(pub), len(payload)
+    # The record sits before the scans, so nearly every gap lies in the last public
+    # part: sliced directly, without a lookup per edit (hundreds of them).
+    last = memoryview(pub.parts[-1]) if pub_size else memoryview(b"")
+    last_at = pub_size - len(last)
     for off, plen, at, olen, deflated in table:
-        if off < cur or off + plen > len(pub) or at + olen > len(payload):
+        if off < cur or off + plen > pub_size or at + olen > stored_size:
             raise RecordError("JPEG restore payload is inconsistent")
-        out.append(view[cur:off])
+        if cur >= last_at:
+            out.append(last[cur - last_at : off - last_at])
+        else:
+            out += pub.views(cur, off)
         stored = stored_all[at : at + olen]
-        out.append(_inflate(stored, view[off : off + plen], orig_size) if deflated
+        out.append(_inflate(stored, pub.read(off, plen), orig_size) if deflated
                    else stored)
         cur = off + plen
-    out.append(view[cur:])
-    result = b"".join(out)
+    out += pub.views(cur, len(pub))
+    result = Pieces(out)
     if end != len(payload) or len(result) != orig_size:
         raise RecordError("JPEG restore payload is inconsistent")
     return result
@@ -188,7 +207,7 @@ def _deflate(original: bytes, public: bytes) -> bytes:
     return c.compress(original) + c.flush()
 
 
-def _inflate(stored: memoryview, public: memoryview, limit: int) -> bytes:
+def _inflate(stored: memoryview, public: bytes | memoryview, limit: int) -> bytes:
     try:
         d = zlib.decompressobj(-15, zdict=public) if len(public) else zlib.decompressobj(-15)
         out = d.decompress(stored, limit + 1)

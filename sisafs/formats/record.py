@@ -50,13 +50,17 @@ import json
 import os
 import struct
 import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
+import numpy as np
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from sisafs.crypto.keys import PURPOSE_RECORD, PURPOSE_RECORD_SIZE, subkey
 from sisafs.formats.errors import RecordError
+from sisafs.formats.pieces import Buffer, Pieces
 
 MAGIC = b"SISAR"
 VERSION = 4
@@ -159,15 +163,17 @@ def _decode_manifest(raw: bytes | memoryview, version: int, what: str) -> dict:
     return doc
 
 
-def _split(blob: bytes) -> tuple[bytes, memoryview]:
-    """(authenticated clear part, ciphertext: a view, the record can be megabytes)."""
+def _split(blob: Pieces) -> tuple[bytes, Pieces, bytes]:
+    """(authenticated clear part, ciphertext as views: the record can be megabytes and
+    lies in 64 KB segments, tag)."""
     if len(blob) < HEADER_SIZE + _LEN.size:
         raise RecordError("restore record truncated")
-    (n,) = _LEN.unpack_from(blob, HEADER_SIZE)
+    (n,) = _LEN.unpack(blob.read(HEADER_SIZE, _LEN.size))
     cut = HEADER_SIZE + _LEN.size + n
     if len(blob) < cut + 16:
         raise RecordError("restore record truncated")
-    return blob[:cut], memoryview(blob)[cut:]
+    end = len(blob) - 16
+    return bytes(blob.read(0, cut)), blob.slice(cut, end), bytes(blob.read(end, 16))
 
 
 # What a region entry may not show without a key: what was detected, how sure, and why
@@ -219,16 +225,55 @@ def _associated(clear: bytes, public_without_record: bytes, version: int) -> byt
     return clear + hashlib.sha256(public_without_record).digest()
 
 
-def open_(blob: bytes, image_key: bytes, public_without_record: bytes
+def _decrypt(key: bytes, nonce: bytes, tag: bytes, aad: Iterable[Buffer],
+             ciphertext: Pieces) -> memoryview:
+    """AES-GCM decryption with the associated data and the ciphertext fed in pieces.
+
+    Same result as `AESGCM(key).decrypt(nonce, ciphertext + tag, b"".join(aad))` (GCM's
+    GHASH does not see where the pieces were cut; tests/test_record_stream.py checks it),
+    without joining the public bytes (1-3 MB for a 12 MP photo) or the record's 64 KB
+    segments. The plaintext lands in one uninitialised buffer (numpy.empty: a
+    bytearray or AESGCM's own output is zeroed first, 2 MB of memset per photo).
+    Nothing is returned before `finalize` has checked the tag: InvalidTag otherwise.
+    """
+    dec = Cipher(algorithms.AES(key), modes.GCM(nonce, tag)).decryptor()
+    for part in aad:
+        dec.authenticate_additional_data(part)
+    # update_into wants room for one more block than it writes.
+    out = memoryview(np.empty(len(ciphertext) + 15, np.uint8))
+    pos = 0
+    for part in ciphertext.parts:
+        pos += dec.update_into(part, out[pos:])
+    dec.finalize()
+    return out[:pos]
+
+
+def _associated_parts(clear: bytes, public: Pieces, version: int) -> list[Buffer]:
+    """`_associated` as pieces: the clear part, then the public bytes (version 3) or
+    their SHA-256 (versions 1 and 2)."""
+    if version >= 3:
+        return [clear, *public.parts]
+    h = hashlib.sha256()
+    for part in public.parts:
+        h.update(part)
+    return [clear, h.digest()]
+
+
+def open_(blob: bytes | Pieces, image_key: bytes, public_without_record: bytes | Pieces
           ) -> tuple[RecordHeader, bytes | memoryview]:
-    """Authenticate and decrypt a record blob; RecordError if anything is off."""
-    header = parse_header(blob)
-    clear, ciphertext = _split(blob)
-    nonce = blob[HEADER_SIZE - 12 : HEADER_SIZE]
+    """Authenticate and decrypt a record blob; RecordError if anything is off.
+
+    Both may be Pieces (views of the backing file, `jpeg_container.split_record_pieces`):
+    nothing of the file is copied here but the decrypted payload."""
+    blob = Pieces.of(blob)
+    parse_header(bytes(blob.read(0, HEADER_SIZE)))  # bad magic, version before length
+    clear, ciphertext, tag = _split(blob)
+    header = parse_header(clear)
+    nonce = clear[HEADER_SIZE - 12 : HEADER_SIZE]
     key = subkey(image_key, PURPOSE_RECORD, salt=header.file_id)
-    aad = _associated(clear, public_without_record, header.version)
+    aad = _associated_parts(clear, Pieces.of(public_without_record), header.version)
     try:
-        payload = AESGCM(key).decrypt(nonce, ciphertext, aad)
+        payload = _decrypt(key, nonce, tag, aad, ciphertext)
     except InvalidTag:
         raise RecordError("restore record failed authentication (tampered, truncated, "
                           "or another vault's key)") from None
@@ -241,4 +286,4 @@ def open_(blob: bytes, image_key: bytes, public_without_record: bytes
         raise RecordError("restore record: masked size does not match")
     # A view, not a copy: the payload of a 12 MP photo is a megabyte or more, and every
     # first read of a protected file passes through here.
-    return replace(header, private=private), memoryview(payload)[_LEN.size + n :]
+    return replace(header, private=private), payload[_LEN.size + n :]

@@ -3,6 +3,11 @@
 Restoring a protected image costs a parse and a decryption (or a splice); file managers
 read the same file several times in a row (thumbnailer, then viewer). Plaintext only
 ever lives in this process's memory, never on disk.
+
+Entries are piece tables (`sisafs.formats.pieces.Pieces`: views of the backing file as
+read and of the decrypted record), counted by what they keep alive (`footprint`), not
+by the original's length: a selective JPEG holds its whole backing file plus the
+decrypted payload, somewhat more than the original itself.
 """
 
 from __future__ import annotations
@@ -10,34 +15,37 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Hashable
 
+from sisafs.formats.pieces import Pieces
+
 
 class RestoreCache:
     def __init__(self, max_bytes: int):
         self.max_bytes = max_bytes
-        self._items: OrderedDict[Hashable, bytes] = OrderedDict()
+        self._items: OrderedDict[Hashable, tuple[Pieces, int]] = OrderedDict()
         self._bytes = 0
         self.hits = self.misses = 0
 
-    def get(self, key: Hashable) -> bytes | None:
-        data = self._items.get(key)
-        if data is None:
+    def get(self, key: Hashable) -> Pieces | None:
+        item = self._items.get(key)
+        if item is None:
             self.misses += 1
             return None
         self.hits += 1
         self._items.move_to_end(key)
-        return data
+        return item[0]
 
-    def put(self, key: Hashable, data: bytes) -> None:
-        if len(data) > self.max_bytes:
+    def put(self, key: Hashable, data: Pieces) -> None:
+        cost = data.footprint
+        if cost > self.max_bytes:
             return
         old = self._items.pop(key, None)
         if old is not None:
-            self._bytes -= len(old)
-        self._items[key] = data
-        self._bytes += len(data)
+            self._bytes -= old[1]
+        self._items[key] = data, cost
+        self._bytes += cost
         while self._bytes > self.max_bytes:
-            _, evicted = self._items.popitem(last=False)
-            self._bytes -= len(evicted)
+            _, (_, evicted) = self._items.popitem(last=False)
+            self._bytes -= evicted
 
     def clear(self) -> None:
         self._items.clear()

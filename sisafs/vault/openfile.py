@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from sisafs.crypto.blockfile import BlockFile
 from sisafs.crypto.errors import AuthenticationFailed
+from sisafs.formats.pieces import Pieces
 from sisafs.vault.store import DamagedFile, Kind, keep_times
 
 
@@ -28,6 +29,11 @@ class OpenFile:
     daemon's own cache had let the photo go (200 photos of 12 MP read twice: the second
     pass spent 4.8 ms of daemon CPU a photo on it). A damaged record is then EIO at
     that first read instead of at open.
+
+    The original is held as a piece table (`Pieces`: views of the backing file as read
+    and of the decrypted record), never joined into one copy: a read joins only the
+    pieces it covers (issue 11: the join of the whole original was a quarter of the CPU
+    of a first read).
     """
 
     def __init__(self, ino: int, public: bool = False):
@@ -36,8 +42,8 @@ class OpenFile:
         self.writable = False  # whether fd was opened O_RDWR
         self.kind = Kind.EMPTY
         self.block: BlockFile | None = None
-        self._restored: bytes | None = None
-        self._restore: Callable[[], bytes] | None = None  # loads _restored when first read
+        self._restored: Pieces | None = None
+        self._restore: Callable[[], Pieces] | None = None  # loads _restored when first read
         self._lazy_size = 0  # the plaintext size the record's header gives, until then
         self.version = b""  # protected images: the record's file id
         self.refs = 0
@@ -46,7 +52,8 @@ class OpenFile:
         self.public = public  # serve the backing bytes as they are (allow-other users)
 
     def bind(self, fd: int, writable: bool, kind: Kind, block: BlockFile | None = None,
-             restored: bytes | Callable[[], bytes] | None = None, version: bytes = b"",
+             restored: bytes | Pieces | Callable[[], Pieces] | None = None,
+             version: bytes = b"",
              size: int = 0) -> None:
         """Point this open file at a (new) backing descriptor; closes the old one.
         `restored` may be a function that restores the original when it is first read;
@@ -57,14 +64,15 @@ class OpenFile:
         if callable(restored):
             self._restored, self._restore, self._lazy_size = None, restored, size
         else:
-            self._restored, self._restore = restored, None
+            self._restored = None if restored is None else Pieces.of(restored)
+            self._restore = None
         if block is not None:
             block.lazy_header = True  # the header is synced on flush/fsync/release
         if old >= 0 and old != fd:
             os.close(old)
 
     @property
-    def restored(self) -> bytes | None:
+    def restored(self) -> Pieces | None:
         """The restored original of a protected image (restored now if not yet; raises
         DamagedFile if its record does not authenticate)."""
         if self._restore is not None:
@@ -79,7 +87,7 @@ class OpenFile:
             return self.block.size
         if self._restore is not None:
             return self._lazy_size
-        return len(self._restored or b"")
+        return len(self._restored) if self._restored is not None else 0
 
     def read(self, offset: int, length: int) -> bytes:
         if self.public:
@@ -90,15 +98,16 @@ class OpenFile:
             except AuthenticationFailed as e:
                 raise DamagedFile(str(e)) from None
         if self.restored is not None:
-            return self.restored[offset : offset + length]
+            return bytes(self.restored.read(offset, length))
         return b""
 
     def read_view(self, offset: int, length: int) -> bytes | memoryview:
         """`read` for replies to the kernel: a restored image is served as a view of
-        the cached original, so a read request copies its bytes once (into the reply),
+        the cached original where one piece holds the range (else one join of the
+        pieces it covers), so a read request copies its bytes once (into the reply),
         not twice."""
         if self.restored is not None and self.block is None and not self.public:
-            return memoryview(self.restored)[offset : offset + length]
+            return self.restored.read(offset, length)
         return self.read(offset, length)
 
     def write(self, offset: int, data: bytes) -> int:
