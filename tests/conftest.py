@@ -35,6 +35,14 @@ def corpus():
 
 
 @pytest.fixture
+def fd(tmp_path):
+    """A read-write descriptor of a new empty file (block file tests)."""
+    fd = os.open(tmp_path / "f", os.O_RDWR | os.O_CREAT, 0o600)
+    yield fd
+    os.close(fd)
+
+
+@pytest.fixture
 def vault(tmp_path):
     v = Vault(tmp_path)
     yield v

@@ -15,12 +15,6 @@ FIXTURES = Path(__file__).parent / "fixtures" / "formats"
 KEYS = BlockKeys(os.urandom(32), os.urandom(32))
 
 
-@pytest.fixture
-def fd(tmp_path):
-    fd = os.open(tmp_path / "f", os.O_RDWR | os.O_CREAT, 0o600)
-    yield fd
-    os.close(fd)
-
 
 @pytest.mark.parametrize("seed", range(40))
 def test_random_operations_match_a_model(fd, seed):

@@ -24,12 +24,6 @@ from sisafs.crypto.blockfile import (
 KEYS = BlockKeys(os.urandom(32), os.urandom(32))
 
 
-@pytest.fixture
-def fd(tmp_path):
-    fd = os.open(tmp_path / "f", os.O_RDWR | os.O_CREAT, 0o600)
-    yield fd
-    os.close(fd)
-
 
 def _same(bf: BlockFile) -> None:
     bf.sync_header()
