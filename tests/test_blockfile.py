@@ -15,7 +15,6 @@ FIXTURES = Path(__file__).parent / "fixtures" / "formats"
 KEYS = BlockKeys(os.urandom(32), os.urandom(32))
 
 
-
 @pytest.mark.parametrize("seed", range(40))
 def test_random_operations_match_a_model(fd, seed):
     rng = random.Random(seed)

@@ -24,7 +24,6 @@ from sisafs.crypto.blockfile import (
 KEYS = BlockKeys(os.urandom(32), os.urandom(32))
 
 
-
 def _same(bf: BlockFile) -> None:
     bf.sync_header()
     assert bf.content_digest() == content_digest(bf.fd)
