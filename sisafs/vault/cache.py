@@ -4,10 +4,10 @@ Restoring a protected image costs a parse and a decryption (or a splice); file m
 read the same file several times in a row (thumbnailer, then viewer). Plaintext only
 ever lives in this process's memory, never on disk.
 
-Entries are piece tables (`sisafs.formats.pieces.Pieces`: views of the backing file as
-read and of the decrypted record), counted by what they keep alive (`footprint`), not
-by the original's length: a selective JPEG holds its whole backing file plus the
-decrypted payload, somewhat more than the original itself.
+Entries are `sisafs.formats.pieces.Pieces`, counted by what they keep alive
+(`footprint`), not by the original's length: the vault's are one joined buffer each
+(store.restore_fd), so the two agree; a piece table over views would count every
+buffer its views hold.
 """
 
 from __future__ import annotations

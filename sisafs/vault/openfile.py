@@ -30,10 +30,10 @@ class OpenFile:
     pass spent 4.8 ms of daemon CPU a photo on it). A damaged record is then EIO at
     that first read instead of at open.
 
-    The original is held as a piece table (`Pieces`: views of the backing file as read
-    and of the decrypted record), never joined into one copy: a read joins only the
-    pieces it covers (issue 11: the join of the whole original was a quarter of the CPU
-    of a first read).
+    The original is held as `Pieces`: after `store.restore_fd` that is one buffer of
+    its own (the splice's pieces joined once, into memory faulted in with one call), so
+    every read is a view of it; see restore_fd for why reads are not served from the
+    splice's pieces themselves.
     """
 
     def __init__(self, ino: int, public: bool = False):

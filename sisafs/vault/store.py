@@ -101,9 +101,10 @@ def probe_key(st: os.stat_result) -> tuple:
 
 def restore_fd(fd: int, keys: VaultKeys, cache: RestoreCache | None = None,
                version: bytes | None = None) -> Pieces:
-    """The original bytes of a protected image as a piece table (views of the backing
-    file as read and of the decrypted record: no whole-file copy; `.tobytes()` for one
-    bytes object), or DamagedFile. The whole file is authenticated before this returns.
+    """The original bytes of a protected image as `Pieces` holding one buffer of its
+    own (restored from views of the backing file as read, joined once below;
+    `.tobytes()` for one bytes object), or DamagedFile. The whole file is authenticated
+    before this returns.
 
     The cache is keyed by the record's file id (random, new with every protection
     commit), never by times or sizes a user or a reused inode number can repeat."""
