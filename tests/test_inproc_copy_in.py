@@ -163,3 +163,45 @@ def test_past_its_budget_the_job_reads_the_file(tmp_path):
     assert inp.plain is None and fs.vault.job_read(inp) == photo
     _finish(fs, job, inp)
     assert fs.vault.handoff.held == 0
+
+
+def test_an_overwrite_through_a_hard_link_mid_stream_is_what_the_job_protects(tmp_path):
+    """Another descriptor, through a hard link, changes bytes the stream already wrote:
+    the job must protect what is on disk, not the stream's stale copy, and that is what
+    reads back."""
+    fs = FS(tmp_path / "v")
+    photo = small_jpeg(11, (160, 120))
+    half = len(photo) // 2
+    fh = fs.open("/p.jpg", os.O_WRONLY | os.O_CREAT)
+    fs.write(fh, 0, photo[:half])
+    assert fs.vault.handoff.held == half  # the stream is being kept
+    fs.link("/p.jpg", "/q.jpg")
+    other = fs.open("/q.jpg", os.O_WRONLY)
+    at = half - 10  # inside the scan data
+    fs.write(other, at, bytes([photo[at] ^ 0x01]))
+    fs.close(other)
+    fs.unlink("/q.jpg")  # one link again: the last close makes it a job
+    fs.write(fh, half, photo[half:])
+    fs.close(fh)
+    on_disk = photo[:at] + bytes([photo[at] ^ 0x01]) + photo[at + 1 :]
+    assert fs.vault.handoff.held == 0  # nothing kept for the job: it reads the file
+    fs.protect_all()
+    assert backing_kind(fs, "p.jpg") is Kind.PROTECTED
+    assert fs.read_file("/p.jpg") == on_disk
+
+
+def test_a_reader_open_across_the_hand_off_and_the_commit_reads_every_version(tmp_path):
+    """A read-only descriptor held from the copy through the job's commit reads the
+    photo as written, before and after the protection commit."""
+    fs = FS(tmp_path / "v")
+    photo = small_jpeg(12, (160, 120))
+    fh = fs.open("/p.jpg", os.O_WRONLY | os.O_CREAT)
+    reader = fs.open("/p.jpg", os.O_RDONLY)
+    fs.write(fh, 0, photo)
+    fs.close(fh)
+    assert fs.read(reader) == photo
+    fs.protect_all()
+    assert backing_kind(fs, "p.jpg") is Kind.PROTECTED
+    assert fs.read(reader) == photo
+    fs.close(reader)
+    assert fs.vault.handoff.held == 0
